@@ -1,0 +1,270 @@
+"""Tests for grpo.py: hand-computed values for the math, a tiny random Qwen2 for rollouts and log-probs."""
+import math
+
+import pytest
+import torch
+
+import grpo
+
+torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------- advantages
+
+def test_group_advantages_paper_example():
+    adv = grpo.group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), group_size=4)
+    a = 0.5 / (math.sqrt(1 / 3) + 1e-6)  # mean 0.5, unbiased std sqrt(1/3)
+    assert torch.allclose(adv, torch.tensor([a, -a, -a, a]), atol=1e-7)
+    assert abs(a - 0.8660) < 1e-4
+
+
+def test_group_advantages_two_groups_unscaled_and_zero_variance():
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.3, 0.3, 0.3, 0.3])  # 0.3 is not exact in binary
+    adv = grpo.group_advantages(r, 4)
+    assert adv[4:].eq(0).all() and torch.isfinite(adv).all()
+    assert torch.allclose(adv[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]) / (0.5 + 1e-6), atol=1e-6)
+    raw = grpo.group_advantages(r, 4, scale_std=False)  # Dr. GRPO: r - mean
+    assert torch.allclose(raw, torch.tensor([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0]))
+    assert grpo.zero_variance_groups(r, 4) == 1
+    assert grpo.zero_variance_groups(torch.tensor([1.0, 1, 0, 0, 0, 0]), 2) == 3
+
+
+def test_group_advantages_bad_group_size():
+    with pytest.raises(ValueError, match="group_size"):
+        grpo.group_advantages(torch.ones(6), 4)
+    with pytest.raises(ValueError, match="group_size"):
+        grpo.group_advantages(torch.ones(3), 1)  # one sample: unbiased std undefined
+
+
+# ---------------------------------------------------------------- PPO clip, dual clip, KL
+
+def _ratio_case(ratio, adv, **kw):
+    logp = torch.tensor([[math.log(ratio)]])
+    return grpo.ppo_clip_loss(logp, torch.zeros(1, 1), torch.tensor([adv]), **kw).item()
+
+
+@pytest.mark.parametrize("ratio, adv, expected", [
+    (1.5, 1.0, -1.2),   # A>0, ratio above 1+eps: clipped
+    (0.5, 1.0, -0.5),   # A>0, ratio below 1-eps: unclipped (pessimistic max)
+    (1.1, 1.0, -1.1),   # inside the trust region
+    (0.5, -1.0, 0.8),   # A<0, ratio below 1-eps: clipped
+    (1.5, -1.0, 1.5),   # A<0, ratio above 1+eps: unclipped
+    (5.0, -1.0, 3.0),   # A<0, huge ratio: dual clip caps at -3A
+    (5.0, -2.0, 6.0),   # cap scales with |A|
+    (5.0, 2.0, -2.4),   # A>0: no dual clip
+])
+def test_ppo_clip_branches(ratio, adv, expected):
+    assert _ratio_case(ratio, adv) == pytest.approx(expected, abs=1e-6)
+
+
+def test_ppo_asymmetric_clip_and_no_dual_clip():
+    assert _ratio_case(1.5, 1.0, clip_high=0.28) == pytest.approx(-1.28, abs=1e-6)  # DAPO clip-higher
+    assert _ratio_case(0.5, -1.0, clip_low=0.1) == pytest.approx(0.9, abs=1e-6)
+    assert _ratio_case(5.0, -1.0, dual_clip=None) == pytest.approx(5.0, abs=1e-5)
+    # log-ratio clamp at 20: exp(20) instead of exp(30) overflow
+    big = grpo.ppo_clip_loss(torch.tensor([[30.0]]), torch.zeros(1, 1), torch.tensor([-1.0]), dual_clip=None)
+    assert big.item() == pytest.approx(math.exp(20), rel=1e-5)
+
+
+def test_k3_values_and_clamps():
+    ref = torch.tensor([[0.0, 1.0, -1.0, 30.0, -30.0]])
+    kl = grpo.k3_kl(torch.zeros_like(ref), ref)
+    # d=30 -> exp(20)-21 -> clamp 10; d=-30 -> d=-20 -> exp(-20)+19 -> clamp 10
+    expected = [0.0, math.e - 2, 1 / math.e, 10.0, 10.0]
+    assert torch.allclose(kl, torch.tensor([expected]), atol=1e-6)
+    assert grpo.k3_kl(torch.zeros(1, 1), torch.tensor([[-5.0]])).item() == pytest.approx(math.exp(-5) + 4, abs=1e-6)
+
+
+# ---------------------------------------------------------------- aggregation and loss
+
+X = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+M = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("token-mean", 2.5), ("seq-mean-token-mean", 3.0), ("seq-mean-token-sum-norm", (2 + 4 / 3) / 2)])
+def test_aggregate_modes(mode, expected):
+    assert grpo.aggregate(X, M, mode).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_aggregate_ignores_nan_behind_mask_and_rejects_unknown_mode():
+    x = X.clone()
+    x[1, 2] = float("nan")
+    assert grpo.aggregate(x, M).item() == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="seq-mean"):
+        grpo.aggregate(X, M, "sum")
+
+
+def test_grpo_loss_value_and_gradient():
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -0.7, -9.0]], requires_grad=True)
+    old = logp.detach().clone()
+    ref = old + torch.tensor([[0.5, 0.0, -0.5], [1.0, 0.0, 0.0]])
+    adv = torch.tensor([2.0, -1.0])
+    loss, stats = grpo.grpo_loss(logp, old, ref, adv, M, beta=0.1)
+    kl_mean = ((math.exp(0.5) - 1.5) + 0.0 + (math.exp(-0.5) - 0.5) + (math.e - 2)) / 4  # d = 0.5, 0, -0.5, 1
+    pg_mean = (3 * -2.0 + 1.0) / 4  # ratio 1: l = -A per token
+    assert loss.item() == pytest.approx(pg_mean + 0.1 * kl_mean, abs=1e-6)
+    assert stats["kl"] == pytest.approx(kl_mean, abs=1e-6) and stats["clip_frac"] == 0.0
+    loss.backward()
+    # d/dlogp of -A rho at rho=1 is -A; of k3 it is 1 - exp(d); both divided by 4 tokens; masked token: 0
+    d = torch.tensor([[0.5, 0.0, -0.5], [1.0, 0.0, 0.0]])
+    expected = (-adv.unsqueeze(1) + 0.1 * (1 - torch.exp(d))) / 4 * M
+    assert torch.allclose(logp.grad, expected, atol=1e-6)
+
+
+def test_grpo_loss_clip_stats():
+    old = torch.zeros(2, 2)
+    logp = torch.log(torch.tensor([[1.5, 1.0], [5.0, 0.5]]))
+    _, stats = grpo.grpo_loss(logp, old, None, torch.tensor([1.0, -1.0]), torch.ones(2, 2), beta=0.0)
+    assert stats["clip_frac"] == pytest.approx(0.5)  # 1.5 with A>0, 0.5 with A<0
+    assert stats["dual_clip_frac"] == pytest.approx(0.25)  # 5.0 with A<0
+    assert stats["ratio_mean"] == pytest.approx(2.0)
+
+
+def test_response_mask_after_eos():
+    ids = torch.tensor([[5, 9, 9, 0], [5, 6, 7, 8], [9, 1, 2, 3], [4, 3, 2, 8]])
+    m = grpo.response_mask_after_eos(ids, [9, 8])
+    assert m.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 1]]
+
+
+# ---------------------------------------------------------------- tiny model: rollouts and log-probs
+
+def _tiny_tokenizer():
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    chars = list("0123456789+-=#?abcdefgh ")
+    vocab = {"<pad>": 0, "<eos>": 1, **{c: i + 2 for i, c in enumerate(chars)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="?"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    tok = _tiny_tokenizer()
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      pad_token_id=0, eos_token_id=1, bos_token_id=None)
+    model = Qwen2ForCausalLM(cfg)
+    with torch.no_grad():  # near-uniform next token: EOS appears in some rows (p ~ 1/26 per token), not all
+        model.lm_head.weight.mul_(0.05)
+    return model, tok
+
+
+PROMPTS = ["1+2=", "12+7=#", "3-1=ab"]
+
+
+def _unpadded_logprobs(model, ro, row):
+    """Reference: one row without any padding or attention mask, full logits."""
+    p = ro.prompt_ids[row][ro.prompt_mask[row].bool()]
+    r = ro.response_ids[row][ro.response_mask[row].bool()]
+    with torch.no_grad():
+        logits = model(torch.cat([p, r]).unsqueeze(0)).logits[0, len(p) - 1:-1]
+    return torch.log_softmax(logits.float(), -1), r
+
+
+def test_rollouts_layout_and_mask(tiny):
+    model, tok = tiny
+    torch.manual_seed(1)
+    ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=4, max_new_tokens=24, batch_size=5)
+    N, T = ro.response_ids.shape
+    assert N == 12 and T <= 24 and ro.prompt_ids.shape[0] == 12
+    assert ro.input_ids.shape == (12, ro.prompt_ids.shape[1] + T) and ro.attention_mask.shape == ro.input_ids.shape
+    for i, p in enumerate(PROMPTS):  # rows i*G .. i*G+G-1 hold prompt i, left-padded
+        for row in range(i * 4, i * 4 + 4):
+            ids = ro.prompt_ids[row][ro.prompt_mask[row].bool()]
+            assert tok.decode(ids) == p and ro.prompt_mask[row, -1] == 1
+    ended = 0
+    for row in range(N):
+        m, ids = ro.response_mask[row], ro.response_ids[row]
+        n = int(m.sum())
+        assert m[:n].eq(1).all() and m[n:].eq(0).all()  # contiguous: nothing after the first EOS
+        assert ids[n:].eq(0).all()  # padded with pad id after it
+        assert (ids[:n - 1] != 1).all()  # no EOS before the last trained token
+        if ids[n - 1] == 1:
+            ended += 1  # the EOS itself is trained once
+            assert ro.texts[row] == tok.decode(ids[:n - 1], skip_special_tokens=True)
+        else:
+            assert n == 24 and ro.texts[row] == tok.decode(ids, skip_special_tokens=True)  # truncated: every token trained
+        assert "<eos>" not in ro.texts[row] and "<pad>" not in ro.texts[row]
+    assert 0 < ended < N, "fixture should give both finished and truncated rows"
+
+
+def test_left_padding_logprobs_match_unpadded(tiny):
+    model, tok = tiny
+    torch.manual_seed(2)
+    ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=2, max_new_tokens=16)
+    assert ro.prompt_mask.eq(0).any()  # prompts of different lengths: some rows are left-padded
+    lp = grpo.response_logprobs(model, ro, batch_size=4)
+    with torch.no_grad():
+        lp_full = grpo.response_logprobs(model, ro)
+    assert torch.allclose(lp, lp_full, atol=1e-6)  # micro-batching under no_grad changes nothing
+    for row in range(len(ro)):
+        ref, r = _unpadded_logprobs(model, ro, row)
+        n = len(r)
+        assert torch.allclose(lp[row, :n], ref.gather(1, r.unsqueeze(1)).squeeze(1), atol=1e-5)
+    # temperature divides the logits
+    lp_t = grpo.response_logprobs(model, ro, temperature=0.5)
+    ref, r = _unpadded_logprobs(model, ro, 0)
+    with torch.no_grad():
+        p = ro.prompt_ids[0][ro.prompt_mask[0].bool()]
+        logits = model(torch.cat([p, r]).unsqueeze(0)).logits[0, len(p) - 1:-1] / 0.5
+    assert torch.allclose(lp_t[0, :len(r)], torch.log_softmax(logits, -1).gather(1, r.unsqueeze(1)).squeeze(1), atol=1e-5)
+
+
+def test_greedy_rollouts_are_argmax_of_logprobs(tiny):
+    model, tok = tiny
+    ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=2, max_new_tokens=10, temperature=0.0)
+    assert torch.equal(ro.response_ids[0], ro.response_ids[1])  # greedy: the group is identical
+    for row in range(len(ro)):
+        ref, r = _unpadded_logprobs(model, ro, row)
+        assert torch.equal(ref.argmax(-1), r)
+
+
+def _fake_batch(tiny, seed=3):
+    model, tok = tiny
+    torch.manual_seed(seed)
+    ro = grpo.generate_rollouts(model, tok, PROMPTS * 2, group_size=2, max_new_tokens=12)
+    with torch.no_grad():
+        old = grpo.response_logprobs(model, ro) + 0.3 * torch.randn(len(ro), ro.response_ids.shape[1])
+        ref = old + 0.2 * torch.randn_like(old)
+    adv = grpo.group_advantages(torch.rand(len(ro)), 2)
+    return ro, old, ref, adv
+
+
+@pytest.mark.parametrize("agg", grpo.AGG_MODES)
+def test_micro_batches_give_the_full_batch_gradient(tiny, agg):
+    model, _ = tiny
+    ro, old, ref, adv = _fake_batch(tiny)
+    assert ro.response_mask.sum(1).unique().numel() > 1  # unequal lengths, or token-mean would not be tested
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: params stay, grads stay for comparison
+    grads, stats = [], []
+    for mb in (None, 5):  # 12 rows in micro-batches 5, 5, 2
+        stats.append(grpo.policy_step(model, opt, ro, adv, old, ref, beta=0.1, max_grad_norm=1e9,
+                                      micro_batch_size=mb, agg=agg))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+    for k in ("loss", "pg_loss", "kl", "clip_frac", "ratio_mean"):
+        assert stats[0][k] == pytest.approx(stats[1][k], abs=1e-5), k
+    assert stats[0]["grad_norm"] == pytest.approx(stats[1]["grad_norm"], rel=1e-4)
+
+
+def test_policy_step_updates_and_skips_non_finite(tiny):
+    model, _ = tiny
+    ro, old, ref, adv = _fake_batch(tiny, seed=4)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    bad = adv.clone()
+    bad[0] = float("nan")
+    s = grpo.policy_step(model, opt, ro, bad, old, ref)
+    assert s["skipped"] == 1 and all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    s = grpo.policy_step(model, opt, ro, adv, old, ref, max_grad_norm=0.01)
+    assert s["skipped"] == 0 and math.isfinite(s["grad_norm"]) and s["grad_norm"] > 0.01
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    with torch.no_grad():  # restore for other tests using the module fixture
+        for a, p in zip(before, model.parameters()):
+            p.copy_(a)
