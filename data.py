@@ -74,6 +74,209 @@ def toy_splits(n_train: int, n_test: int, seed: int, **task_kwargs) -> tuple[lis
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Dataset loaders: each row parser returns (question, reference answer) or raises ValueError("field x: why")
+# ---------------------------------------------------------------------------------------------------------
+
+def _field(row: dict, path: str):
+    """Dotted path with list indices: _field({"a": {"b": [1, 2]}}, "a.b.-1") -> 2."""
+    if path in row:  # a flattened column named "a.b"
+        return row[path]
+    value = row
+    for key in path.split("."):
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
+            value = value[int(key)]
+        else:
+            raise ValueError(f"field {path}: missing")
+    return value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _text(value, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"field {name}: expected non-empty text, got {_short(value)}")
+    return value.strip()
+
+
+def _question_text(value, name: str) -> str:
+    """A question is a string, or a chat list whose last user turn is the question (verl's `prompt`)."""
+    if isinstance(value, list):
+        user_turns = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "user"]
+        if not user_turns:
+            raise ValueError(f"field {name}: chat list without a user turn: {_short(value)}")
+        value = user_turns[-1]
+    return _text(value, name)
+
+
+def _answer_text(value, name: str) -> str:
+    """Reference answers as text; numbers as the verifier writes them: 51.0 -> '51', 2.5 -> '2.5'."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(int(value)) if value == int(value) else repr(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError(f"field {name}: expected a non-empty answer or a finite number, got {_short(value)}")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...}, nested braces included: 'so \\boxed{\\frac{1}{2}}.' -> '\\frac{1}{2}'."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i].strip() or None
+    return None
+
+
+def _gsm8k(row):  # {"question", "answer": "...\n#### 1,234"} -> "1234"
+    answer = _text(_field(row, "answer"), "answer")
+    if "####" not in answer:
+        raise ValueError(f"field answer: no '#### <final answer>' in {_short(answer)}")
+    final = answer.rsplit("####", 1)[1].strip().replace(",", "")
+    if not final:
+        raise ValueError(f"field answer: nothing after '####' in {_short(answer)}")
+    return _text(_field(row, "question"), "question"), final
+
+
+def _math(row):  # MATH-500, AMC, AIME: {"problem", "answer"}
+    return _text(_field(row, "problem"), "problem"), _answer_text(_field(row, "answer"), "answer")
+
+
+def _minerva(row):  # {"problem", "solution": "... \\boxed{1.6} ..."}
+    solution = _text(_field(row, "solution"), "solution")
+    boxed = last_boxed(solution)
+    if boxed is None:
+        raise ValueError(f"field solution: no \\boxed{{...}} in {_short(solution[-60:])}")
+    return _text(_field(row, "problem"), "problem"), boxed
+
+
+def _olympiadbench(row):  # {"question", "context", "final_answer": ["$2^{1009}$"]} -> "2^{1009}"
+    answers = _field(row, "final_answer")
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+        raise ValueError(f"field final_answer: expected a list of non-empty strings, got {_short(answers)}")
+    unwrapped = [a.strip().removeprefix("$").removesuffix("$").strip() for a in answers]  # "$2^{1009}$" -> "2^{1009}"
+    question = _text(_field(row, "question"), "question")
+    if row.get("context"):  # some OlympiadBench subsets put shared setup text here
+        question = _text(row["context"], "context") + "\n" + question
+    return question, ", ".join(unwrapped)
+
+
+def _svamp(row):  # {"Body": "... each pack", "Question": "How much ...?", "Answer": 51.0}
+    body = _text(_field(row, "Body"), "Body")
+    body = body if body.endswith(".") else body + "."
+    return f"{body} {_text(_field(row, 'Question'), 'Question')}", _answer_text(_field(row, "Answer"), "Answer")
+
+
+def _verl(row):  # {"prompt": [{"role": "user", "content": ...}], "reward_model": {"ground_truth": ...}}
+    return (_question_text(_field(row, "prompt"), "prompt"),
+            _answer_text(_field(row, "reward_model.ground_truth"), "reward_model.ground_truth"))
+
+
+ROW_PARSERS = {"gsm8k": _gsm8k, "math": _math, "amc": _math, "aime": _math, "minerva": _minerva,
+               "olympiadbench": _olympiadbench, "svamp": _svamp, "verl": _verl}
+
+
+def detect_format(row: dict) -> str | None:
+    """The loader whose fields this row has (first match wins; AIME/AMC rows hold `problem` and `question`)."""
+    keys = set(row)
+    for fmt, needed in [("verl", {"prompt", "reward_model"}), ("svamp", {"Body", "Question", "Answer"}),
+                        ("olympiadbench", {"question", "final_answer"}), ("math", {"problem", "answer"}),
+                        ("minerva", {"problem", "solution"}), ("gsm8k", {"question", "answer"})]:
+        if needed <= keys:
+            return fmt
+    return None
+
+
+def _read_rows(path: str) -> list[tuple[int, object]]:
+    """(row number, row) pairs; jsonl rows stay text (numbered by line) so a bad line is a bad row."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: file not found")
+    if not path.endswith((".jsonl", ".json", ".parquet")):
+        raise ValueError(f"{path}: expected a .jsonl, .json (a list of rows) or .parquet file")
+    if path.endswith(".parquet"):
+        try:
+            import pyarrow.parquet
+        except ImportError:
+            raise ValueError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
+        return list(enumerate(pyarrow.parquet.read_table(path).to_pylist(), 1))
+    with open(path, encoding="utf-8") as f:
+        if path.endswith(".json"):
+            try:
+                rows = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: invalid JSON: {e}") from None
+            if not isinstance(rows, list):
+                raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
+            return list(enumerate(rows, 1))
+        return [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+
+
+def load_records(path: str, fmt: str = "auto", question_field: str | None = None,
+                 answer_field: str | None = None, skip_bad: bool = False) -> list[dict]:
+    """[{"question", "answer"}] from a .jsonl, .json (list) or .parquet file.
+
+    fmt: 'auto' (from the first row's fields) or one of ROW_PARSERS; question_field/answer_field (dotted
+    paths, e.g. 'reward_model.ground_truth') read any file. A malformed row raises
+    ValueError('<file>: row <n>: field <name>: <problem>'); skip_bad=True skips such rows instead and
+    prints one line, 'skipped 3 of 1000 rows in <file>: ...'.
+
+    >>> load_records("gsm8k/test.jsonl")[0]["answer"]
+    '18'
+    """
+    if question_field or answer_field:
+        if not (question_field and answer_field) or fmt != "auto":
+            raise ValueError(f"{path}: give both question_field and answer_field (and fmt='auto'), "
+                             f"got {question_field!r}, {answer_field!r}, fmt={fmt!r}")
+        parse = lambda row: (_question_text(_field(row, question_field), question_field),
+                             _answer_text(_field(row, answer_field), answer_field))
+    elif fmt == "auto":
+        parse = None  # the first well-formed row decides
+    elif fmt in ROW_PARSERS:
+        parse = ROW_PARSERS[fmt]
+    else:
+        raise ValueError(f"{path}: unknown format {fmt!r}; choose auto or one of {', '.join(ROW_PARSERS)}")
+    rows = _read_rows(path)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    records, skipped = [], []
+    for n, row in rows:
+        try:
+            if isinstance(row, str):
+                try:
+                    row = json.loads(row)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"expected an object, got {_short(row)}")
+            if parse is None:
+                detected = detect_format(row)
+                if detected is None:
+                    raise ValueError(f"cannot tell the format from fields {sorted(row)}; "
+                                     "name them with question_field and answer_field")
+                parse = ROW_PARSERS[detected]
+            question, answer = parse(row)
+        except ValueError as e:
+            if not skip_bad:
+                raise ValueError(f"{path}: row {n}: {e}") from None
+            skipped.append(f"row {n}: {e}")
+            continue
+        records.append({"question": question, "answer": answer})
+    if skipped:
+        shown = "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+        print(f"skipped {len(skipped)} of {len(rows)} rows in {path}: {shown}", file=sys.stderr)
+    if not records:
+        raise ValueError(f"{path}: no usable rows ({len(skipped)} skipped)")
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Prompts
 # ---------------------------------------------------------------------------------------------------------
 

@@ -147,3 +147,162 @@ def test_chat_prompt_uses_the_tokenizers_own_template(tiny):
     tok.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         data.chat_prompt(tok, "2+2=?")
+
+
+# --- loaders ----------------------------------------------------------------------------------------------
+
+def _write_jsonl(path: Path, rows: list) -> str:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return str(path)
+
+
+def _records(pairs):
+    return [{"question": q, "answer": a} for q, a in pairs]
+
+
+def test_load_gsm8k_jsonl(tmp_path):
+    path = _write_jsonl(tmp_path / "gsm.jsonl", [{"question": "How many?", "answer": "2+3=<<2+3=5>>5\n#### 5"},
+                                                 "   ",  # blank lines are not rows
+                                                 {"question": "Big?", "answer": "so\n#### 2,125"}])
+    assert data.load_records(path) == _records([("How many?", "5"), ("Big?", "2125")])
+    assert data.load_records(path, fmt="gsm8k") == data.load_records(path)
+
+
+def test_load_math_minerva_olympiad_amc_aime(tmp_path):
+    math500 = _write_jsonl(tmp_path / "m.jsonl", [{"problem": "Half?", "solution": "...", "answer": "\\frac{1}{2}"}])
+    amc = _write_jsonl(tmp_path / "a.jsonl", [{"id": 0, "problem": "P?", "question": "P?", "answer": 27.0},
+                                              {"id": 1, "problem": "Q?", "question": "Q?", "answer": 0.5}])
+    aime = _write_jsonl(tmp_path / "i.jsonl", [{"id": 1, "problem": "R?", "solution": "s", "answer": "025"}])
+    minerva = _write_jsonl(tmp_path / "v.jsonl", [{"problem": "S?", "solution": "x=\\boxed{1} so \\boxed{\\frac{a}{b^{2}}} m"}])
+    olympiad = _write_jsonl(tmp_path / "o.jsonl", [
+        {"question": "T?", "final_answer": ["$2^{1009}$"], "context": None},
+        {"question": "U?", "final_answer": ["$1$", "3"], "context": "Let n=2."}])
+    assert data.load_records(math500) == _records([("Half?", "\\frac{1}{2}")])
+    assert data.load_records(amc) == _records([("P?", "27"), ("Q?", "0.5")])
+    assert data.load_records(aime) == _records([("R?", "025")])
+    assert data.load_records(minerva) == _records([("S?", "\\frac{a}{b^{2}}")])
+    assert data.load_records(olympiad) == _records([("T?", "2^{1009}"), ("Let n=2.\nU?", "1, 3")])
+
+
+def test_last_boxed():
+    assert data.last_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
+    assert data.last_boxed("no box") is None and data.last_boxed("\\boxed{unclosed") is None
+
+
+def test_load_svamp_json(tmp_path):
+    rows = [{"ID": "a", "Body": "Dan had $ 3 left", "Question": "How much?", "Equation": "", "Answer": 51.0, "Type": "x"},
+            {"ID": "b", "Body": "A cake weighs 5 kg.", "Question": "Half of it?", "Equation": "", "Answer": 2.5, "Type": "x"}]
+    (tmp_path / "svamp.json").write_text(json.dumps(rows))
+    assert data.load_records(str(tmp_path / "svamp.json")) == _records(
+        [("Dan had $ 3 left. How much?", "51"), ("A cake weighs 5 kg. Half of it?", "2.5")])
+
+
+def test_load_verl_parquet_and_named_fields(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rows = [{"data_source": "gsm8k", "prompt": [{"role": "system", "content": "Be brief."},
+                                                {"role": "user", "content": "2+2?"}],
+             "reward_model": {"style": "rule", "ground_truth": "4"}, "extra_info": {"q": "two plus two", "n": 4}},
+            {"data_source": "gsm8k", "prompt": [{"role": "user", "content": "3+3?"}],
+             "reward_model": {"style": "rule", "ground_truth": "6"}, "extra_info": {"q": "three plus three", "n": 6}}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    path = str(tmp_path / "train.parquet")
+    assert data.load_records(path) == _records([("2+2?", "4"), ("3+3?", "6")])
+    assert data.load_records(path, question_field="extra_info.q", answer_field="extra_info.n") == \
+        _records([("two plus two", "4"), ("three plus three", "6")])
+    assert data.load_records(path, question_field="prompt.0.content", answer_field="reward_model.ground_truth") == \
+        _records([("Be brief.", "4"), ("3+3?", "6")])
+    jsonl = _write_jsonl(tmp_path / "any.jsonl", [{"x": {"text": "Q1"}, "gold": 7}])
+    assert data.load_records(jsonl, question_field="x.text", answer_field="gold") == _records([("Q1", "7")])
+
+
+def _bad_gsm8k(tmp_path) -> str:
+    return _write_jsonl(tmp_path / "bad.jsonl", [
+        {"question": "ok?", "answer": "#### 1"},
+        {"question": "no marker", "answer": "the answer is 2"},          # row 2
+        {"answer": "#### 3"},                                             # row 3
+        '{"question": "cut',                                              # row 4
+        {"question": "ok too", "answer": "#### 5"},
+        {"question": "", "answer": "#### 6"}])                            # row 6
+
+
+def test_malformed_row_is_one_clear_error(tmp_path):
+    path = _bad_gsm8k(tmp_path)
+    with pytest.raises(ValueError) as e:
+        data.load_records(path)
+    assert str(e.value).startswith(f"{path}: row 2: field answer: no '#### <final answer>'") and "\n" not in str(e.value)
+    for rows, expected in [([{"question": "q", "answer": "#### 1"}, {"answer": "#### 3"}], "row 2: field question: missing"),
+                           (['{"question": "cut'], "row 1: invalid JSON"),
+                           ([[1, 2]], "row 1: expected an object"),
+                           ([{"problem": "p", "answer": True}], "row 1: field answer: expected a non-empty answer"),
+                           ([{"problem": "p", "solution": "no box"}], "row 1: field solution: no \\boxed"),
+                           ([{"question": "q", "final_answer": []}], "row 1: field final_answer: expected a list"),
+                           ([{"prompt": [{"role": "system", "content": "s"}], "reward_model": {"ground_truth": "1"}}],
+                            "row 1: field prompt: chat list without a user turn"),
+                           ([{"prompt": "q", "reward_model": {}}], "row 1: field reward_model.ground_truth: missing"),
+                           ([{"text": "q", "label": 1}], "row 1: cannot tell the format from fields ['label', 'text']")]:
+        path = _write_jsonl(tmp_path / "one.jsonl", rows)
+        with pytest.raises(ValueError, match=re.escape(f"{path}: {expected}")):
+            data.load_records(path)
+
+
+def test_skip_bad_counts_and_reports(tmp_path, capsys):
+    path = _bad_gsm8k(tmp_path)
+    assert data.load_records(path, skip_bad=True) == _records([("ok?", "1"), ("ok too", "5")])
+    report = capsys.readouterr().err.strip()
+    assert report.startswith(f"skipped 4 of 6 rows in {path}: row 2: field answer") and "\n" not in report
+    assert "row 3: field question: missing" in report and "row 4: invalid JSON" in report
+    all_bad = _write_jsonl(tmp_path / "all_bad.jsonl", [{"question": "q", "answer": "x"}])
+    with pytest.raises(ValueError, match="no usable rows"):
+        data.load_records(all_bad, skip_bad=True)
+
+
+def test_bad_files_and_arguments(tmp_path):
+    good = _write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "#### 1"}])
+    (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "rows.csv").write_text("question,answer\n")
+    (tmp_path / "obj.json").write_text('{"question": "q"}')
+    for kwargs, expected in [(dict(path=str(tmp_path / "missing.jsonl")), "file not found"),
+                             (dict(path=str(tmp_path / "empty.jsonl")), "no rows"),
+                             (dict(path=str(tmp_path / "rows.csv")), "expected a .jsonl"),
+                             (dict(path=str(tmp_path / "obj.json")), "expected a JSON list"),
+                             (dict(path=good, fmt="csv"), "unknown format 'csv'"),
+                             (dict(path=good, question_field="question"), "give both question_field and answer_field"),
+                             (dict(path=good, fmt="math"), "row 1: field problem: missing")]:
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            data.load_records(**kwargs)
+
+
+# Row counts from ../shared/data/README.md
+SHARED_FILES = [("gsm8k/train.jsonl", 7473), ("gsm8k/test.jsonl", 1319), ("svamp/SVAMP.json", 1000),
+                ("math500/test.jsonl", 500), ("minerva_math/test.jsonl", 272), ("olympiadbench/test.jsonl", 675),
+                ("amc23/test.jsonl", 40), ("aime24/test.jsonl", 30)]
+
+
+@pytest.mark.parametrize("name,rows", SHARED_FILES)
+def test_load_shared_data(name, rows):
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    records = data.load_records(str(path))
+    assert len(records) == rows
+    assert all(r["question"] and r["answer"] for r in records)
+    if name.startswith(("gsm8k", "svamp", "amc23", "aime24")):  # numeric references: no commas, no '51.0'
+        assert all(re.fullmatch(r"-?\d+(\.\d*[1-9])?", r["answer"]) for r in records), name
+
+
+def test_load_shared_data_known_rows():
+    if not SHARED_DATA.exists():
+        pytest.skip(f"{SHARED_DATA} not present")
+    first = lambda name: data.load_records(str(SHARED_DATA / name))[0]
+    assert first("gsm8k/test.jsonl")["answer"] == "18"
+    assert first("svamp/SVAMP.json") == {"question": "Each pack of dvds costs 76 dollars. If there is a discount of 25 "
+                                         "dollars on each pack. How much do you have to pay to buy each pack?", "answer": "51"}
+    assert first("minerva_math/test.jsonl")["answer"] == "1.6"
+    assert first("math500/test.jsonl")["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    assert first("amc23/test.jsonl")["answer"] == "27"
+    assert data.load_records(str(SHARED_DATA / "olympiadbench/test.jsonl"))[2]["answer"] == "2^{1009}"
+    test = data.load_records(str(SHARED_DATA / "gsm8k/test.jsonl"))
+    raw = [json.loads(line)["answer"] for line in open(SHARED_DATA / "gsm8k/test.jsonl")]
+    assert sum("," in a.rsplit("####", 1)[1] for a in raw) == 14  # the README's 14 comma rows, now plain numbers
+    assert all("," not in r["answer"] for r in test)
