@@ -11,6 +11,28 @@ Equations (PAPER.md, "One Cooper training step"; B prompts, G rollouts o_1..o_G 
     L        = token-mean(l) + beta token-mean(kl),  beta = 0.001
     one epoch, one mini-batch per step (fully on-policy: pi_old = pi_theta at the step's start), grad clip 1.0.
 
+Against the two implementations readers know (test_grpo.py checks every row to 1e-6 on fixtures, and runs
+TRL's own _compute_loss when trl is installed). verl = volcengine/verl core_algos.py @ 012be9d; TRL = trl 1.16.0.
+| what                      | grpo.py (paper defaults)          | verl                              | TRL 1.16.0 GRPOTrainer             |
+|---------------------------|-----------------------------------|-----------------------------------|------------------------------------|
+| advantage std             | unbiased (N-1)                    | unbiased (torch.std)              | unbiased (nanstd, Bessel)          |
+| advantage eps             | 1e-6 (eps=)                       | 1e-6                              | 1e-4                               |
+| std scaling off           | scale_std=False                   | norm_adv_by_std_in_grpo=False     | scale_rewards="none" ("batch" too) |
+| zero-variance group       | exactly 0, counted                | (r-mean)/(0+eps): rounding noise  | same as verl                       |
+|                           | (zero_variance_groups)            | x 1e6 if rewards are not exact    | (x 1e4), logged via isclose        |
+| group of one              | ValueError                        | mean 0, std 1: A = r/(1+eps)      | A = 0 (std set to 0)               |
+| log-ratio clamp +-20      | yes                               | yes                               | no                                 |
+| asymmetric clip           | clip_low, clip_high               | clip_ratio_low, clip_ratio_high   | epsilon, epsilon_high              |
+| dual clip, A<0: min(l,-cA)| c=3 (dual_clip=None: off)         | clip_ratio_c=3                    | none (delta= caps rho, both signs) |
+| KL estimator              | k3, d and kl clamped (+-20, +-10) | low_var_kl: same                  | k3, no clamps, times rho by default|
+|                           |                                   |                                   | (use_bias_correction_kl); beta=0.0 |
+| KL in the loss            | + beta agg(kl)                    | + kl_coef agg(kl), same agg       | + beta kl per token, then agg: same|
+| token-mean                | over all tokens of the batch,     | masked_mean (+1e-8) per call      | "dapo" (its default; global token  |
+|                           | also across micro-batches         |                                   | count), "bnpo" (per micro-batch)   |
+| seq-mean-token-mean       | mean_i(sum_t l / |o_i|)           | same                              | "grpo"                             |
+| seq-mean-token-sum-norm   | sum / (N * T)  (Dr. GRPO)         | sum / T  (no 1/N: N times ours)   | "dr_grpo": sum / (N * max_len)     |
+| masked NaN/inf            | torch.where: never leaks          | x * mask (NaN leaks)              | x * mask (NaN leaks)               |
+
 Pure math (group_advantages, ppo_clip_loss, k3_kl, aggregate, grpo_loss) takes plain tensors, so it can be
 copied into any trainer. generate_rollouts / response_logprobs / policy_step wrap a Hugging Face causal LM.
 """

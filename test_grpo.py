@@ -268,3 +268,231 @@ def test_policy_step_updates_and_skips_non_finite(tiny):
     with torch.no_grad():  # restore for other tests using the module fixture
         for a, p in zip(before, model.parameters()):
             p.copy_(a)
+
+
+# ---------------------------------------------------------------- parity with verl and TRL
+# Reference formulas re-derived (not copied) from
+#   verl  volcengine/verl @ 012be9d9dcb7c38499f23616142870d2682757fc  verl/trainer/ppo/core_algos.py
+#         compute_grpo_outcome_advantage, compute_policy_loss_vanilla, kl_penalty('low_var_kl'), agg_loss
+#   TRL   trl==1.16.0  trl/trainer/grpo_trainer.py  advantages in _generate_and_score_completions,
+#         loss in _compute_loss (loss_type grpo / bnpo / dr_grpo / dapo), nanstd in trl/trainer/utils.py
+# Written the way each project computes (per-index dict loop, x*mask sums, +1e-8 denominators), so a
+# shortcut in grpo.py that only agrees with itself would show.
+
+def verl_grpo_advantages(scores, index, eps=1e-6, norm_by_std=True):
+    groups = {}
+    for i, k in enumerate(index):
+        groups.setdefault(k, []).append(scores[i])
+    stats = {}
+    for k, v in groups.items():
+        v = torch.stack(v)
+        stats[k] = (torch.tensor(0.0), torch.tensor(1.0)) if len(v) == 1 else (v.mean(), v.std())
+    out = scores.clone()
+    for i, k in enumerate(index):
+        mean, std = stats[k]
+        out[i] = (scores[i] - mean) / (std + eps) if norm_by_std else scores[i] - mean
+    return out
+
+
+def verl_masked_mean(x, mask, dim=None):
+    return (x * mask).sum() / (mask.sum() + 1e-8) if dim is None else (x * mask).sum(dim) / (mask.sum(dim) + 1e-8)
+
+
+def verl_agg(loss_mat, mask, mode):
+    if mode == "token-mean":
+        return verl_masked_mean(loss_mat, mask)
+    if mode == "seq-mean-token-mean":
+        return ((loss_mat * mask).sum(-1) / mask.sum(-1)).mean()
+    if mode == "seq-mean-token-sum-norm":  # verl: total token sum / T, no 1/N
+        return (loss_mat * mask).sum(-1).sum() / mask.shape[-1]
+    raise ValueError(mode)
+
+
+def verl_policy_loss(old, logp, adv_tok, mask, clip_low, clip_high, clip_c, mode):
+    neg_kl = torch.clamp(logp - old, -20.0, 20.0)
+    ratio = torch.exp(neg_kl)
+    loss1 = -adv_tok * ratio
+    loss2 = -adv_tok * torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
+    clipped = torch.maximum(loss1, loss2)
+    clipfrac = verl_masked_mean((loss2 > loss1).float(), mask)
+    loss3 = -adv_tok * clip_c
+    dual = torch.min(loss3, clipped)
+    clipfrac_lower = verl_masked_mean((clipped > loss3).float() * (adv_tok < 0).float(), mask)
+    per_token = torch.where(adv_tok < 0, dual, clipped)
+    return verl_agg(per_token, mask, mode), clipfrac, clipfrac_lower
+
+
+def verl_low_var_kl(logp, ref):
+    kl = torch.clamp(ref - logp, -20, 20)
+    return torch.clamp(torch.exp(kl) - kl - 1, -10, 10)
+
+
+def trl_nanstd(x, dim):
+    mean = torch.nanmean(x, dim=dim, keepdim=True)
+    var = torch.nanmean((x - mean) ** 2, dim=dim)
+    n = (~torch.isnan(x)).sum(dim)
+    return torch.sqrt(var * n / (n - 1))  # Bessel
+
+
+def trl_advantages(rewards, G, scale_rewards="group"):
+    mean = rewards.view(-1, G).nanmean(1).repeat_interleave(G)
+    std = trl_nanstd(rewards.view(-1, G), 1).repeat_interleave(G)
+    adv = rewards - mean
+    return adv / (std + 1e-4) if scale_rewards != "none" else adv
+
+
+def trl_loss(logp, old, ref, adv, mask, beta, eps_low, eps_high, loss_type, max_completion_length,
+             bias_corrected_kl=False):
+    coef_1 = torch.exp(logp - old)
+    coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
+    a = adv.unsqueeze(1)
+    per_token = -torch.min(coef_1 * a, coef_2 * a)
+    if beta != 0.0:
+        kl = torch.exp(ref - logp) - (ref - logp) - 1
+        per_token = per_token + beta * (kl * coef_1 if bias_corrected_kl else kl)
+    if loss_type == "grpo":
+        return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    if loss_type in ("bnpo", "dapo"):  # dapo: / num_items_in_batch = all tokens of the generation batch
+        return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    if loss_type == "dr_grpo":
+        return (per_token * mask).sum() / (per_token.size(0) * max_completion_length)
+    raise ValueError(loss_type)
+
+
+TRL_LOSS_TYPE = {"token-mean": "dapo", "seq-mean-token-mean": "grpo", "seq-mean-token-sum-norm": "dr_grpo"}
+
+
+def _fixture(seed, B=4, G=4, T=7):
+    """Rewards with a binary group, a zero-variance group and real-valued groups; log-probs whose ratios
+    span both clip bounds and the dual clip; ragged response lengths."""
+    g = torch.Generator().manual_seed(seed)
+    N = B * G
+    rewards = torch.rand(N, generator=g)
+    rewards[:G] = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    rewards[G:2 * G] = 1.0
+    logp = -3 * torch.rand(N, T, generator=g) - 0.05
+    old = logp - 0.6 * torch.randn(N, T, generator=g)
+    old[0, 0], old[1, 0] = logp[0, 0] - 2.0, logp[1, 0] - 2.0  # ratio e^2 = 7.4: dual clip for A < 0 (row 1)
+    ref = logp + 0.8 * torch.randn(N, T, generator=g)
+    lengths = torch.randint(1, T + 1, (N,), generator=g)
+    lengths[0] = lengths[1] = T
+    mask = (torch.arange(T) < lengths.unsqueeze(1)).float()
+    return rewards, logp, old, ref, mask, G
+
+
+SEEDS = [0, 1, 2]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("scale_std", [True, False])
+def test_parity_advantages(seed, scale_std):
+    rewards, *_, G = _fixture(seed)
+    index = [i // G for i in range(len(rewards))]
+    ours = grpo.group_advantages(rewards, G, scale_std=scale_std)
+    assert torch.allclose(ours, verl_grpo_advantages(rewards, index, norm_by_std=scale_std), atol=1e-6)
+    ours_trl = grpo.group_advantages(rewards, G, eps=1e-4, scale_std=scale_std)
+    trl = trl_advantages(rewards, G, "group" if scale_std else "none")
+    assert torch.allclose(ours_trl, trl, atol=1e-6)
+    if scale_std:  # the documented eps difference is real: 1e-6 vs 1e-4 moves A by ~1e-4 relative
+        assert not torch.allclose(ours, trl, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("agg", grpo.AGG_MODES)
+@pytest.mark.parametrize("clip_high", [0.2, 0.28])
+def test_parity_verl_loss(seed, agg, clip_high):
+    rewards, logp, old, ref, mask, G = _fixture(seed)
+    adv = grpo.group_advantages(rewards, G)
+    logp = logp.clone().requires_grad_(True)
+    beta = 0.001
+    loss, stats = grpo.grpo_loss(logp, old, ref, adv, mask, beta=beta, clip_high=clip_high, agg=agg)
+    lv = logp.detach().clone().requires_grad_(True)
+    adv_tok = adv.unsqueeze(1) * mask  # verl stores token-level advantages, zero after EOS
+    pg, clipfrac, clipfrac_lower = verl_policy_loss(old, lv, adv_tok, mask, 0.2, clip_high, 3.0, agg)
+    verl_total = pg + beta * verl_agg(verl_low_var_kl(lv, ref), mask, agg)
+    scale = mask.shape[0] if agg == "seq-mean-token-sum-norm" else 1  # verl sums sequences there, we average
+    assert loss.item() == pytest.approx(verl_total.item() / scale, abs=1e-6)
+    assert stats["pg_loss"] == pytest.approx(pg.item() / scale, abs=1e-6)
+    assert stats["clip_frac"] == pytest.approx(clipfrac.item(), abs=1e-6)
+    assert stats["dual_clip_frac"] == pytest.approx(clipfrac_lower.item(), abs=1e-6) and stats["dual_clip_frac"] > 0
+    loss.backward()
+    (verl_total / scale).backward()
+    assert torch.allclose(logp.grad, lv.grad, atol=1e-6)
+
+
+def test_parity_k3_with_verl_including_clamps():
+    logp = torch.tensor([[-1.0, -2.0, -0.1, -30.0, -0.5]])
+    ref = torch.tensor([[-1.5, -0.2, -0.1, -2.0, -25.0]])  # d = -0.5, 1.8, 0, 28 (-> kl clamp), -24.5 (-> d clamp)
+    assert torch.allclose(grpo.k3_kl(logp, ref), verl_low_var_kl(logp, ref), atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("agg", grpo.AGG_MODES)
+def test_parity_trl_loss(seed, agg):
+    """TRL has no dual clip and no KL clamps: with dual_clip=None and ratios, KL inside the clamps, the
+    losses and their gradients agree for TRL's 'dapo' (= bnpo on one batch), 'grpo' and 'dr_grpo'."""
+    rewards, logp, old, ref, mask, G = _fixture(seed)
+    adv = grpo.group_advantages(rewards, G, eps=1e-4)
+    beta, T = 0.04, mask.shape[1]
+    logp = logp.clone().requires_grad_(True)
+    loss, _ = grpo.grpo_loss(logp, old, ref, adv, mask, beta=beta, dual_clip=None, clip_high=0.28, agg=agg)
+    lt = logp.detach().clone().requires_grad_(True)
+    trl = trl_loss(lt, old, ref, adv, mask, beta, 0.2, 0.28, TRL_LOSS_TYPE[agg], T)
+    assert loss.item() == pytest.approx(trl.item(), abs=1e-6)
+    loss.backward()
+    trl.backward()
+    assert torch.allclose(logp.grad, lt.grad, atol=1e-6)
+    # the documented differences are real on this fixture: dual clip, and TRL's default ratio-weighted KL
+    ours_dual, _ = grpo.grpo_loss(logp.detach(), old, ref, adv, mask, beta=beta, clip_high=0.28, agg=agg)
+    assert abs(ours_dual.item() - trl.item()) > 1e-4
+    lb = logp.detach().clone().requires_grad_(True)
+    trl_loss(lb, old, ref, adv, mask, beta, 0.2, 0.28, TRL_LOSS_TYPE[agg], T, bias_corrected_kl=True).backward()
+    assert not torch.allclose(lb.grad, lt.grad, atol=1e-6)
+
+
+def _trl_trainer_stub(loss_type, beta, eps_low, eps_high, T, logp):
+    """The attributes GRPOTrainer._compute_loss reads, with the model forward replaced by fixed log-probs."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+    accelerator = SimpleNamespace(gather=lambda x: x, gather_for_metrics=lambda x: x, num_processes=1,
+                                  reduce=lambda x, reduction="sum": x, sync_gradients=True)
+    return SimpleNamespace(
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None),
+        top_entropy_quantile=1.0, off_policy_mask_threshold=None, importance_sampling_level="token",
+        beta=beta, args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+        loss_type=loss_type,
+        epsilon_low=eps_low, epsilon_high=eps_high, use_vllm=False, vllm_importance_sampling_correction=False,
+        model=SimpleNamespace(training=True), current_gradient_accumulation_steps=1, max_completion_length=T,
+        accelerator=accelerator, _metrics=defaultdict(lambda: defaultdict(list)), _entropy_bonus_enabled=False,
+        aux_loss_enabled=False)
+
+
+@pytest.mark.parametrize("agg", grpo.AGG_MODES)
+def test_parity_with_installed_trl(agg):
+    """TRL's own _compute_loss (and its nanstd for advantages) on the fixture tensors, when trl is importable
+    (it lives in its own venv: .venv-trl/bin/python -m pytest test_grpo.py -k installed_trl)."""
+    trl = pytest.importorskip("trl")
+    if trl.__version__ != "1.16.0":
+        pytest.skip(f"formulas pinned to trl 1.16.0, found {trl.__version__}")
+    from trl.trainer.grpo_trainer import GRPOTrainer
+    from trl.trainer.utils import nanstd
+    rewards, logp, old, ref, mask, G = _fixture(0)
+    std = nanstd(rewards.view(-1, G), dim=1).repeat_interleave(G)
+    trl_adv = (rewards - rewards.view(-1, G).nanmean(1).repeat_interleave(G)) / (std + 1e-4)
+    adv = grpo.group_advantages(rewards, G, eps=1e-4)
+    assert torch.allclose(adv, trl_adv, atol=1e-6)
+    N, T = mask.shape
+    lt = logp.clone().requires_grad_(True)
+    stub = _trl_trainer_stub(TRL_LOSS_TYPE[agg], 0.04, 0.2, 0.28, T, lt)
+    inputs = {"prompt_ids": torch.ones(N, 3, dtype=torch.long), "prompt_mask": torch.ones(N, 3, dtype=torch.long),
+              "completion_ids": torch.ones(N, T, dtype=torch.long), "completion_mask": mask,
+              "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
+              "num_items_in_batch": mask.sum()}
+    trl_value = GRPOTrainer._compute_loss(stub, None, inputs)
+    lo = logp.clone().requires_grad_(True)
+    ours, stats = grpo.grpo_loss(lo, old, ref, adv, mask, beta=0.04, dual_clip=None, clip_high=0.28, agg=agg)
+    assert ours.item() == pytest.approx(trl_value.item(), abs=1e-6)
+    trl_value.backward()
+    ours.backward()
+    assert torch.allclose(lo.grad, lt.grad, atol=1e-6)
+    assert stats["kl"] == pytest.approx(stub._metrics["train"]["kl"][0], abs=1e-6)
