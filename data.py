@@ -341,12 +341,12 @@ def build_tiny_model(out_dir: str, seed: int = 0, hidden_size: int = 128, num_la
                          num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
                          max_position_embeddings=max_positions, bos_token_id=None,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    for name, model_class, num_labels in [("policy", Qwen2ForCausalLM, None), ("reward", Qwen2ForSequenceClassification, 1)]:
-        torch.manual_seed(seed)
-        if num_labels is not None:
-            config.num_labels = num_labels  # pad_token_id above lets the classifier find each row's last token
-        model = model_class(config)
-        model.save_pretrained(os.path.join(out_dir, name))
+    torch.manual_seed(seed)
+    Qwen2ForCausalLM(config).save_pretrained(os.path.join(out_dir, "policy"))
+    config.num_labels = 1  # VerifyRM: one logit; pad_token_id above lets it find each row's last real token
+    torch.manual_seed(seed)
+    Qwen2ForSequenceClassification(config).save_pretrained(os.path.join(out_dir, "reward"))
+    for name in ["policy", "reward"]:
         tokenizer.save_pretrained(os.path.join(out_dir, name))
 
 

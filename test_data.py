@@ -212,6 +212,8 @@ def test_load_verl_parquet_and_named_fields(tmp_path):
         _records([("two plus two", "4"), ("three plus three", "6")])
     assert data.load_records(path, question_field="prompt.0.content", answer_field="reward_model.ground_truth") == \
         _records([("Be brief.", "4"), ("3+3?", "6")])
+    assert data.load_records(path, question_field="prompt.-1.content", answer_field="reward_model.ground_truth") == \
+        _records([("2+2?", "4"), ("3+3?", "6")])
     jsonl = _write_jsonl(tmp_path / "any.jsonl", [{"x": {"text": "Q1"}, "gold": 7}])
     assert data.load_records(jsonl, question_field="x.text", answer_field="gold") == _records([("Q1", "7")])
 
