@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Cooper, one entry point.
+#   bash run.sh                     embedded toy: rule / rm / cooper from one start, then a table (< 10 min, 2 CPUs)
+#   bash run.sh test                the test suite (what CI runs)
+#   bash run.sh --reward cooper --policy PATH --reward-model PATH --train FILE --test FILE --out DIR
+#                                   any other arguments go to cooper.py unchanged
+# Environment: VENV (default .venv), STEPS (default-run steps per mode), TORCH_INDEX (a pip index for torch,
+# e.g. https://download.pytorch.org/whl/cpu for the small CPU build on a laptop).
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
+
+# ---- environment: create or reuse a virtual environment with the pinned dependencies ----
+[ -x "$PY" ] || python3 -m venv "$VENV"
+stamp="$VENV/.cooper-requirements"
+if ! cmp -s requirements.txt "$stamp"; then
+  echo "installing pinned dependencies into $VENV ..."
+  "$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  # torch first and alone: a bare `pip install transformers` could otherwise pull a different torch build.
+  "$PY" -m pip install -q $(grep '^torch==' requirements.txt) ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
+  "$PY" -m pip install -q -r requirements.txt
+  cp requirements.txt "$stamp"
+fi
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+
+case "${1:-default}" in
+  test)
+    shift
+    exec "$PY" -m pytest -q "$@"
+    ;;
+  default)
+    out=runs/default
+    for mode in rule rm cooper; do
+      "$PY" cooper.py --reward "$mode" --steps "${STEPS:-120}" --seed 0 --out "$out/$mode"
+    done
+    echo
+    "$PY" cooper.py table "$out/rule" "$out/rm" "$out/cooper" | tee "$out/table.md"
+    ;;
+  *)
+    exec "$PY" cooper.py "$@"
+    ;;
+esac

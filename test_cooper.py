@@ -1,0 +1,239 @@
+"""Tests of reward.py and cooper.py, and end-to-end runs of each reward mode on the tiny model.
+
+The drop-in modules have their own test files that travel with them: test_verify.py, test_grpo.py,
+test_data.py. Run everything with `bash run.sh test` (or `python -m pytest -q`).
+"""
+import ast
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+import cooper
+import reward
+
+ROOT = Path(__file__).parent
+
+
+# ----------------------------------------------------------------------------------------------------
+# The import rule: drop-in files import no project file (reward.py at most verify.py)
+
+@pytest.mark.parametrize("module,allowed", [("verify", set()), ("grpo", set()), ("data", set()),
+                                            ("reward", {"verify"})])
+def test_drop_in_files_import_no_other_project_file(module, allowed):
+    project = {p.stem for p in ROOT.glob("*.py")}
+    tree = ast.parse((ROOT / f"{module}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert (imported & project) - {module} <= allowed
+
+
+# ----------------------------------------------------------------------------------------------------
+# reward.py: template, truncation, losses, update step, labelled files
+
+def test_rm_input_is_the_exact_template():
+    assert reward.rm_input("What is 2+3?", "5", "2+3=5\n#### 5") == (
+        "<question>What is 2+3?</question>\n<reference_answer>5</reference_answer>\n"
+        "<completion>2+3=5\n#### 5</completion>")
+
+
+def test_truncate_middle_keeps_first_500_and_last_1000_chars():
+    text = "a" * 600 + "b" * 400 + "c" * 1000
+    cut = reward.truncate_middle(text)
+    assert cut == "a" * 500 + "c" * 1000
+    assert reward.truncate_middle("x" * 1500) == "x" * 1500   # at the limit: unchanged
+
+
+def test_bce_loss_matches_hand_computed_values():
+    logits, labels = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1, 0, 0])
+    # -log(0.5), -log(1 - sigmoid(2)), -log(1 - sigmoid(-1))
+    expected = (0.693147 + 2.126928 + 0.313262) / 3
+    assert reward.bce_loss(logits, labels).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_pairwise_loss_masks_invalid_pairs_and_matches_hand_values():
+    s_pos = torch.tensor([1.0, 0.0, 9.0], requires_grad=True)
+    s_neg = torch.tensor([0.0, 2.0, -9.0])
+    mask = torch.tensor([1.0, 1.0, 0.0])
+    loss = reward.pairwise_loss(s_pos, s_neg, mask)
+    # -(log sigmoid(1) + log sigmoid(-2)) / (2 + 1e-6)
+    assert loss.item() == pytest.approx((0.313262 + 2.126928) / (2 + 1e-6), abs=1e-5)
+    loss.backward()
+    assert s_pos.grad[2] == 0   # a masked pair contributes no gradient
+    assert s_pos.grad[0] < 0 and s_pos.grad[1] < 0   # minimising pushes positives up
+
+
+def test_pairwise_loss_of_an_all_masked_batch_is_zero():
+    s = torch.tensor([3.0, -3.0], requires_grad=True)
+    loss = reward.pairwise_loss(s, torch.zeros(2), torch.zeros(2))
+    loss.backward()
+    assert loss.item() == 0 and torch.all(s.grad == 0)
+
+
+def test_rm_step_skips_a_non_finite_gradient():
+    model = torch.nn.Linear(2, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    loss = model(torch.tensor([[float("inf"), 1.0]])).sum()
+    norm, stepped = reward.rm_step(model, opt, loss)
+    assert not stepped and not torch.isfinite(torch.tensor(norm))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    norm, stepped = reward.rm_step(model, opt, model(torch.tensor([[1.0, 1.0]])).sum())
+    assert stepped and not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_classification_metrics():
+    m = reward.classification_metrics(torch.tensor([0.9, 0.6, 0.4, 0.1]), torch.tensor([1, 0, 1, 0]))
+    assert m == {"acc": 0.5, "precision": 0.5, "recall": 0.5, "n": 4}
+
+
+def test_read_labelled_accepts_both_formats_and_names_a_bad_row(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"question": "q", "reference_answer": "1", "completion": "#### 1", "label": 1}\n'
+                    '{"question": "q", "reference_answer": "1", "completion": "#### 2", "label": false}\n')
+    assert [r["label"] for r in reward.read_labelled(str(good))] == [1, 0]
+    vb = tmp_path / "vb.jsonl"
+    vb.write_text('{"question": "q", "answer": "1", "completion": "#### 1", "gold_correct": true}\n')
+    assert reward.read_labelled(str(vb))[0] == {"question": "q", "reference": "1", "completion": "#### 1", "label": 1}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + '{"question": "q", "reference_answer": "1", "completion": "x", "label": "maybe"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl: row 3: field 'label'"):
+        reward.read_labelled(str(bad))
+    with pytest.raises(ValueError, match=r"row 1: expected fields"):
+        (tmp_path / "x.jsonl").write_text('{"prompt": "q"}\n')
+        reward.read_labelled(str(tmp_path / "x.jsonl"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# cooper.py: pairing rules and the offline assistant
+
+def test_perturb_solution_makes_small_realistic_mistakes():
+    import verify
+    rng = random.Random(0)
+    solution = "13+5=18, 18-7=11\n#### 11"
+    seen, kinds = set(), set()
+    for _ in range(60):
+        wrong = cooper.perturb_solution(solution, rng)
+        seen.add(wrong)
+        final = verify.extract_answer(wrong)
+        assert not verify.verify(wrong, "11") and abs(int(final) - 11) <= 10
+        work = wrong.split("\n")[0]
+        if work == "13+5=18, 18-7=11":
+            kinds.add("copy slip")               # only the final answer is off
+        else:
+            assert work == f"13+5=18, 18-7={final}"
+            kinds.add("carried slip")            # the last result is off and carried to the answer
+    assert kinds == {"copy slip", "carried slip"} and len(seen) > 8
+    assert cooper.perturb_solution("no numbers here", rng) == "no numbers here"
+
+
+def test_negative_is_valid_rejects_right_answers_and_unparseable_text():
+    pos = "2+3=5\n#### 5"
+    assert cooper.negative_is_valid("2+3=6\n#### 6", pos, "5")
+    assert not cooper.negative_is_valid("2+3=5.0\n#### 5.0", pos, "5")   # same answer, other spelling
+    assert not cooper.negative_is_valid("Let me think.\nI cannot finish this.", pos, "5")  # no final answer
+    assert not cooper.negative_is_valid(None, pos, "5")                 # the backend failed
+    assert not cooper.negative_is_valid("#### 7", "#### 5", "7")        # differs from positive, equals reference
+
+
+def test_choose_positive():
+    assert cooper.choose_positive([False, False], "random", random.Random(0)) is None
+    assert cooper.choose_positive([False, True, True], "first", random.Random(0)) == 1
+    picks = {cooper.choose_positive([True, False, True, True], "random", random.Random(s)) for s in range(30)}
+    assert picks == {0, 2, 3}
+
+
+def test_make_pairs_masks_prompts_without_positive_or_negative():
+    args = cooper.parse_args([])
+    args.assistant, args.positive = "perturb", "first"
+    questions, references = ["1+1=?", "2+2=?", "3+3=?"], ["2", "4", "6"]
+    texts = ["#### 3", "1+1=2\n#### 2",      # prompt 0: second rollout correct
+             "#### 5", "#### 3",             # prompt 1: none correct -> no positive
+             "#### 6", "#### 1"]             # prompt 2: a correct rollout with no '=' still perturbs
+    correct = [False, True, False, False, True, False]
+    pairs = cooper.make_pairs(questions, references, texts, correct, 2, args, random.Random(0))
+    assert pairs["mask"] == [1.0, 0.0, 1.0]
+    assert pairs["positives"][0] == "1+1=2\n#### 2" and pairs["no_positive"] == 1
+    args.assistant = "openai"          # an unreachable endpoint: every negative fails and is masked
+    args.assistant_url, args.assistant_model, args.negative_tries = "http://127.0.0.1:9/v1", "m", 1
+    pairs = cooper.make_pairs(questions, references, texts, correct, 2, args, random.Random(0))
+    assert pairs["mask"] == [0.0, 0.0, 0.0] and pairs["no_negative"] == 2
+
+
+def test_batch_for_step_is_a_pure_function_covering_each_epoch():
+    records = list(range(10))
+    a = [cooper.batch_for_step(records, s, 3, seed=1) for s in range(6)]
+    assert a == [cooper.batch_for_step(records, s, 3, seed=1) for s in range(6)]
+    assert sorted(sum(a[:3], [])) == sorted(set(sum(a[:3], [])))   # no repeat inside an epoch
+    assert a[:3] != a[3:6]   # each epoch is shuffled anew
+
+
+def test_hacking_monitor_warns_once_after_patience(capsys):
+    mon = cooper.HackingMonitor(gap=0.25, patience=3)
+    for step, (r, acc) in enumerate([(0.9, 0.1), (0.9, 0.1), (0.5, 0.5), (0.9, 0.1), (0.9, 0.1), (0.9, 0.1), (0.9, 0.0)]):
+        mon.update(step, r, acc)
+    err = capsys.readouterr().err
+    assert err.count("reward hacking?") == 1 and "step 5" in err
+
+
+def test_toy_defaults_apply_only_without_policy():
+    assert cooper.parse_args([]).lr == cooper.TOY_DEFAULTS["lr"]
+    assert cooper.parse_args(["--lr", "3e-5"]).lr == 3e-5
+    real = cooper.parse_args(["--policy", "p", "--reward-model", "r", "--train", "a", "--test", "b"])
+    assert real.lr == 1e-6 and real.group_size == 16 and real.beta == 0.001
+
+
+# ----------------------------------------------------------------------------------------------------
+# End to end on the tiny model: a few steps of each reward mode from one small start
+
+@pytest.fixture(scope="module")
+def toy_start(tmp_path_factory):
+    toy_dir = tmp_path_factory.mktemp("toy")
+    cooper.prepare_toy(str(toy_dir), **cooper.TEST_TOY)
+    return toy_dir
+
+
+def _params(path):
+    from safetensors.torch import load_file
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+@pytest.mark.parametrize("mode", ["rule", "rm", "cooper"])
+def test_few_steps_of_each_mode(toy_start, tmp_path, mode):
+    out = tmp_path / mode
+    args = cooper.parse_args(["--reward", mode, "--steps", "3", "--seed", "0", "--out", str(out),
+                              "--toy-dir", str(toy_start), "--eval-every", "3", "--eval-size", "16",
+                              "--prompts-per-step", "8", "--group-size", "4"])
+    summary = cooper.train(args)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        for key in ("reward_mean", "rule_acc", "kl", "pg_loss"):
+            assert torch.isfinite(torch.tensor(r[key])), (key, r)
+    assert "test_acc" in rows[-1] and 0 <= summary["final_acc"] <= 1
+    before, after = _params(toy_start / "policy"), _params(out / "policy")
+    assert any(not torch.equal(before[k], after[k]) for k in before), "the policy did not change"
+    if mode == "rule":
+        assert not (out / "reward").exists()
+        return
+    rm_before, rm_after = _params(toy_start / "reward"), _params(out / "reward")
+    rm_changed = any(not torch.equal(rm_before[k], rm_after[k]) for k in rm_before)
+    if mode == "rm":
+        assert not rm_changed, "a frozen reward model changed"
+    else:
+        assert sum(r["valid_pairs"] for r in rows) > 0 and all(r["rm_loss"] is not None for r in rows if r["valid_pairs"])
+        assert rm_changed, "Cooper did not update the reward model"
+
+
+def test_table_reads_summaries(toy_start, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "summary.json").write_text(json.dumps(
+        {"mode": "rule", "seed": 0, "start_acc": 0.3, "final_acc": 0.5, "best_acc": 0.55, "final_reward": 0.5,
+         "final_rule_acc": 0.5, "final_kl": 0.01, "hacked": False}))
+    assert "| rule | 0 | 0.300 | 0.500 | 0.550 | 0.500 | 0.500 | 0.0100 | False |" in cooper.table([str(tmp_path / "a")])
