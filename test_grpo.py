@@ -215,13 +215,39 @@ def test_left_padding_logprobs_match_unpadded(tiny):
     assert torch.allclose(lp_t[0, :len(r)], torch.log_softmax(logits, -1).gather(1, r.unsqueeze(1)).squeeze(1), atol=1e-5)
 
 
+def test_each_distinct_prompt_is_run_once(tiny):
+    model, tok = tiny
+    ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=4, max_new_tokens=5, temperature=0.0)
+    seen = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    try:
+        grpo.response_logprobs(model, ro)
+    finally:
+        hook.remove()
+    P, T = ro.prompt_ids.shape[1], ro.response_ids.shape[1]
+    assert seen == [(3, P), (12, T - 1)]  # 3 prompts once each, then 12 responses on their copied caches
+
+
+def test_one_token_responses_and_distinct_prompts(tiny):
+    model, tok = tiny
+    ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=1, max_new_tokens=1)
+    assert ro.response_ids.shape == (3, 1) and ro.response_mask.eq(1).all()
+    lp = grpo.response_logprobs(model, ro)
+    for row in range(3):
+        ref, r = _unpadded_logprobs(model, ro, row)
+        assert torch.allclose(lp[row], ref.gather(1, r.unsqueeze(1)).squeeze(1), atol=1e-5)
+
+
 def test_greedy_rollouts_are_argmax_of_logprobs(tiny):
     model, tok = tiny
-    ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=2, max_new_tokens=10, temperature=0.0)
+    # "1": a one-token prompt whose cached prefix row is all padding
+    ro = grpo.generate_rollouts(model, tok, PROMPTS + ["1"], group_size=2, max_new_tokens=10, temperature=0.0)
     assert torch.equal(ro.response_ids[0], ro.response_ids[1])  # greedy: the group is identical
+    lp = grpo.response_logprobs(model, ro)
     for row in range(len(ro)):
         ref, r = _unpadded_logprobs(model, ro, row)
         assert torch.equal(ref.argmax(-1), r)
+        assert torch.allclose(lp[row, :len(r)], ref.gather(1, r.unsqueeze(1)).squeeze(1), atol=1e-5)
 
 
 def _fake_batch(tiny, seed=3):
@@ -251,6 +277,20 @@ def test_micro_batches_give_the_full_batch_gradient(tiny, agg):
     for k in ("loss", "pg_loss", "kl", "clip_frac", "ratio_mean"):
         assert stats[0][k] == pytest.approx(stats[1][k], abs=1e-5), k
     assert stats[0]["grad_norm"] == pytest.approx(stats[1]["grad_norm"], rel=1e-4)
+
+
+def test_on_policy_old_logp_none_gives_the_same_gradient(tiny):
+    model, _ = tiny
+    ro, _, ref, adv = _fake_batch(tiny, seed=5)
+    with torch.no_grad():
+        old = grpo.response_logprobs(model, ro)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    grads, stats = [], []
+    for o in (old, None):
+        stats.append(grpo.policy_step(model, opt, ro, adv, o, ref, beta=0.1, max_grad_norm=1e9, micro_batch_size=5))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+    assert stats[1]["ratio_mean"] == pytest.approx(1.0, abs=1e-6) and stats[0]["ratio_mean"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_policy_step_updates_and_skips_non_finite(tiny):
