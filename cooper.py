@@ -50,7 +50,10 @@ DEFAULTS = dict(
     positive="random",      # random (paper text) | first (paper code)
     assistant="perturb",    # perturb (offline) | hf (local causal LM) | openai (OpenAI-compatible endpoint)
     assistant_model=None, assistant_url=None, assistant_key_env="OPENAI_API_KEY", negative_tries=3,
+    assistant_concurrency=8, assistant_timeout=60.0, assistant_retries=3,
     eval_every=20, eval_size=256, save_every=0, hack_gap=0.25, hack_patience=10,
+    rm_eval=None,           # labelled file (Cooper or VerifyBench format) scored every eval; the toy makes its own
+    sample_every=10, sample_prompts=2, tensorboard=False,
     toy_dir="runs/toy", device="cuda" if torch.cuda.is_available() else "cpu",
 )
 TOY_DEFAULTS = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4, warmup_steps=0, beta=0.05,
@@ -129,7 +132,9 @@ def assistant_rewrites(questions: list[str], solutions: list[str], args, rng: ra
     max_tokens = max(len(s.split()) for s in solutions) + 500
     if args.assistant == "openai":
         replies, _ = reward.chat_completions(args.assistant_url, args.assistant_model, conversations,
-                                             api_key=os.environ.get(args.assistant_key_env), max_tokens=max_tokens)
+                                             api_key=os.environ.get(args.assistant_key_env), max_tokens=max_tokens,
+                                             concurrency=args.assistant_concurrency, timeout=args.assistant_timeout,
+                                             retries=args.assistant_retries)
         return replies
     model, tok = hf
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
@@ -137,12 +142,23 @@ def assistant_rewrites(questions: list[str], solutions: list[str], args, rng: ra
     return [t if t.strip() else None for t in out.texts]
 
 
-def negative_is_valid(negative: str | None, positive: str, reference: str) -> bool:
-    """Accept a rewrite only if it has a final answer and the rule verifier says that answer matches
-    neither the positive's nor the reference (stricter than the paper's code, which checks the positive
-    only and accepts an unparseable rewrite: either gap lets the RM be trained that a right answer is wrong)."""
-    return (negative is not None and verify.extract_answer(negative) is not None
-            and not verify.verify(negative, positive) and not verify.verify(negative, reference))
+def negative_rejection(negative: str | None, positive: str, reference: str) -> str | None:
+    """Why a rewrite cannot serve as the negative, or None when it can. It needs a final answer that the
+    rule verifier says matches neither the positive's nor the reference (stricter than the paper's code,
+    which checks the positive only and accepts an unparseable rewrite: either gap can teach the RM that a
+    right answer is wrong, or that a missing answer is what makes a solution wrong).
+    >>> negative_rejection("2+3=6\\n#### 6", "2+3=5\\n#### 5", "5") is None
+    True
+    """
+    if negative is None:
+        return "the assistant returned nothing"
+    if verify.extract_answer(negative) is None:
+        return "no final answer"
+    if verify.verify(negative, positive):
+        return "same answer as the positive"
+    if verify.verify(negative, reference):
+        return "same answer as the reference"
+    return None
 
 
 def choose_positive(correct: list[bool], mode: str, rng: random.Random) -> int | None:
@@ -158,32 +174,37 @@ def choose_positive(correct: list[bool], mode: str, rng: random.Random) -> int |
 
 
 def make_pairs(questions, references, texts, correct, group_size, args, rng, hf=None) -> dict:
-    """Stage 2 data: per prompt one (positive, negative) pair and its mask m_i, with the reasons for m_i = 0."""
+    """Stage 2 data: per prompt one (positive, negative) pair and its mask m_i (0: no positive, or no
+    accepted negative after --negative-tries attempts, as in the paper's code). `attempts[i]` lists
+    (candidate, reason rejected or None) for prompt i, for the sample dumps."""
     B = len(questions)
     pos_idx = [choose_positive(correct[i * group_size:(i + 1) * group_size], args.positive, rng) for i in range(B)]
     positives = [texts[i * group_size + j] if j is not None else "" for i, j in enumerate(pos_idx)]
-    negatives, mask = [""] * B, [0.0] * B
+    negatives, mask, attempts = [""] * B, [0.0] * B, [[] for _ in range(B)]
     todo = [i for i in range(B) if pos_idx[i] is not None]
-    tries = 0
-    while todo and tries < args.negative_tries:   # paper's code: at most 3 attempts, then masked
-        tries += 1
+    for _ in range(args.negative_tries):
+        if not todo:
+            break
         candidates = assistant_rewrites([questions[i] for i in todo], [positives[i] for i in todo], args, rng, hf)
         still = []
         for i, neg in zip(todo, candidates):
-            if negative_is_valid(neg, positives[i], references[i]):
-                negatives[i], mask[i] = neg.strip(), 1.0
+            reason = negative_rejection(neg, positives[i], references[i])
+            attempts[i].append((neg, reason))
+            if reason is None:
+                negatives[i], mask[i] = neg, 1.0
             else:
                 still.append(i)
         todo = still
-    return {"positives": positives, "negatives": negatives, "mask": mask,
-            "no_positive": sum(j is None for j in pos_idx), "no_negative": len(todo)}
+    return {"positive_index": pos_idx, "positives": positives, "negatives": negatives, "mask": mask,
+            "attempts": attempts, "no_positive": sum(j is None for j in pos_idx), "no_negative": len(todo)}
 
 
 # ----------------------------------------------------------------------------------------------------
 # One Cooper step
 
 def cooper_step(step, questions, references, policy, ref_policy, tokenizer, optimizer, scheduler,
-                rm, rm_optimizer, args, rng, hf_assistant=None) -> dict:
+                rm, rm_optimizer, args, rng, hf_assistant=None) -> tuple[dict, dict]:
+    """One training step. Returns (metrics for metrics.jsonl, the step's rollouts/rewards/pairs for dumps)."""
     G = args.group_size
     t0 = time.time()
     # 1. Rollout: G samples per prompt; rows i*G .. i*G+G-1 belong to prompt i.
@@ -210,7 +231,10 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
     advantages = grpo.group_advantages(rewards, G).to(old_logp.device)
 
     # 5. Stage 2: reward-model update on (positive, negative) pairs - Cooper only; rm mode keeps it frozen.
-    rm_stats = {"rm_loss": None, "valid_pairs": 0}
+    rm_stats, pairs = {"rm_loss": None, "valid_pairs": 0}, None
+    if rm is not None:   # how well the RM separates the rule-verified rollouts it just scored
+        m = reward.classification_metrics(rewards, torch.tensor(correct))
+        rm_stats.update(rm_acc_rollouts=m["acc"], rm_precision_rollouts=m["precision"], rm_recall_rollouts=m["recall"])
     if args.reward == "cooper":
         pairs = make_pairs(questions, references, rollouts.texts, correct, G, args, rng, hf_assistant)
         mask = torch.tensor(pairs["mask"])
@@ -232,11 +256,32 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
                              scheduler=scheduler, clip_low=args.clip_low, clip_high=args.clip_high,
                              dual_clip=args.dual_clip, agg=args.loss_agg, temperature=args.temperature)
     lengths = rollouts.response_mask.sum(1)
-    return {"step": step, "reward_mean": rewards.mean().item(), "rule_acc": sum(correct) / len(correct),
-            **{k: v for k, v in stats.items()}, **rm_stats,
-            "zero_var_groups": grpo.zero_variance_groups(rewards, G), "response_len": lengths.float().mean().item(),
-            "lr": optimizer.param_groups[0]["lr"],
-            "time_generate": t_gen - t0, "time_rm": t_rm - t_gen, "time_step": time.time() - t0}
+    metrics = {"step": step, "reward_mean": rewards.mean().item(), "rule_acc": sum(correct) / len(correct),
+               **stats, **rm_stats,
+               "zero_var_groups": grpo.zero_variance_groups(rewards, G), "response_len": lengths.float().mean().item(),
+               "lr": optimizer.param_groups[0]["lr"],
+               "time_generate": t_gen - t0, "time_rm": t_rm - t_gen, "time_step": time.time() - t0}
+    details = {"prompts": prompts, "texts": rollouts.texts, "rewards": rewards.tolist(), "correct": correct,
+               "advantages": advantages.tolist(), "pairs": pairs}
+    return metrics, details
+
+
+def sample_records(questions, references, details, group_size, n_prompts) -> list[dict]:
+    """What the policy wrote and why it was paid, for the first n_prompts prompts of a step: each rollout
+    with its reward, rule verdict and advantage; the positive, and every negative tried with its fate."""
+    out, pairs = [], details["pairs"]
+    for i in range(min(n_prompts, len(questions))):
+        rows = range(i * group_size, (i + 1) * group_size)
+        record = {"question": questions[i], "reference": references[i], "prompt": details["prompts"][i],
+                  "rollouts": [{"text": details["texts"][j], "reward": round(details["rewards"][j], 4),
+                                "correct": details["correct"][j], "advantage": round(details["advantages"][j], 4)}
+                               for j in rows]}
+        if pairs is not None:
+            record["positive_index"] = pairs["positive_index"][i]
+            record["negatives"] = [{"text": neg, "accepted": why is None, "rejected_because": why}
+                                   for neg, why in pairs["attempts"][i]]
+        out.append(record)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -263,15 +308,16 @@ class HackingMonitor:
     def __init__(self, gap: float, patience: int):
         self.gap, self.patience, self.run, self.warned = gap, patience, 0, False
 
-    def update(self, step: int, reward_mean: float, rule_acc: float) -> float:
-        excess = reward_mean - rule_acc
-        self.run = self.run + 1 if excess > self.gap else 0
-        if self.run >= self.patience and not self.warned:
-            self.warned = True
-            print(f"WARNING step {step}: reward hacking? the policy is paid {reward_mean:.2f} but only "
-                  f"{rule_acc:.2f} of its rollouts are rule-verified correct, for {self.run} steps in a row",
-                  file=sys.stderr)
-        return excess
+    def update(self, step: int, reward_mean: float, rule_acc: float) -> str | None:
+        """The warning, on the one step it is raised; else None."""
+        self.run = self.run + 1 if reward_mean - rule_acc > self.gap else 0
+        if self.run < self.patience or self.warned:
+            return None
+        self.warned = True
+        warning = (f"step {step}: reward hacking? the policy is paid {reward_mean:.2f} but only {rule_acc:.2f} of "
+                   f"its rollouts are rule-verified correct, {self.run} steps in a row above a gap of {self.gap}")
+        print("WARNING " + warning, file=sys.stderr)
+        return warning
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -308,8 +354,29 @@ TOY_START = dict(sft_steps=600, rm_prompts=600)   # what `bash run.sh` uses
 TEST_TOY = dict(sft_steps=150, rm_prompts=64)     # a smaller start for the end-to-end tests
 
 
+def rule_labelled_samples(policy, tokenizer, records: list[dict], per_prompt: int, max_new_tokens: int) -> list[dict]:
+    """VerifyRM rows (question, reference, completion, label) from the policy's own samples, labelled by
+    the rule verifier - the paper's data pipeline, with the rule alone standing in for the rule + LLM-judge
+    agreement, since on the toy the rule is exact."""
+    prompts = [data.chat_prompt(tokenizer, r["question"]) for r in records]
+    out = grpo.generate_rollouts(policy, tokenizer, prompts, per_prompt, max_new_tokens, temperature=1.0)
+    repeated = [r for r in records for _ in range(per_prompt)]
+    return [{"question": r["question"], "reference": r["answer"], "completion": t,
+             "label": int(verify.verify(t, r["answer"]))} for r, t in zip(repeated, out.texts)]
+
+
+def balanced(rows: list[dict], n_per_label: int, rng: random.Random) -> list[dict]:
+    """Up to n_per_label rows of each label, shuffled."""
+    picked = [r for label in (1, 0) for r in rng.sample([r for r in rows if r["label"] == label],
+                                                          min(n_per_label, sum(r["label"] == label for r in rows)))]
+    rng.shuffle(picked)
+    return picked
+
+
 def prepare_toy(toy_dir: str, sft_steps: int = TOY_START["sft_steps"], rm_prompts: int = TOY_START["rm_prompts"]) -> dict:
-    """Build the embedded default start once (cached in toy_dir): returns its summary."""
+    """Build the embedded default start once (cached in toy_dir): the warmed-up policy, the pre-trained
+    VerifyRM, and rm_eval.jsonl (a balanced, labelled set of policy samples on test questions, never trained
+    on, scored during RL to see whether the RM stays right). Returns the start's summary."""
     ready = os.path.join(toy_dir, "start.json")
     if os.path.exists(ready):
         with open(ready) as f:
@@ -319,31 +386,38 @@ def prepare_toy(toy_dir: str, sft_steps: int = TOY_START["sft_steps"], rm_prompt
     rng = random.Random(TOY_TASK["seed"])
     torch.manual_seed(TOY_TASK["seed"])
     train, test = data.toy_splits(**TOY_TASK)
+    n_new = TOY_DEFAULTS["max_new_tokens"]
     init = os.path.join(toy_dir, "init")
     data.build_tiny_model(init, seed=TOY_TASK["seed"])
     tokenizer = data.load_tokenizer(os.path.join(init, "policy"))
     policy = AutoModelForCausalLM.from_pretrained(os.path.join(init, "policy"))
     sft_warmup(policy, tokenizer, train, steps=sft_steps, batch_size=32, lr=1e-3, noise=0.3, rng=rng)
-    start_acc = evaluate(policy, tokenizer, test, TOY_DEFAULTS["max_new_tokens"])
+    start_acc = evaluate(policy, tokenizer, test, n_new)
     print(f"warm-up done: greedy test accuracy {start_acc:.3f}")
 
-    # VerifyRM pre-training data, as in the paper's pipeline: completions written by the policy, labelled
-    # by the rule verifier (on the toy it is exact, so it stands in for the hybrid rule + judge labels).
-    prompts = train[:rm_prompts]
-    out = grpo.generate_rollouts(policy, tokenizer, [data.chat_prompt(tokenizer, r["question"]) for r in prompts],
-                                 4, TOY_DEFAULTS["max_new_tokens"], temperature=1.0)
-    rows = [{"question": r["question"], "reference": r["answer"], "completion": t, "label": int(verify.verify(t, r["answer"]))}
-            for r, t in zip([r for r in prompts for _ in range(4)], out.texts)]
+    # VerifyRM pre-training: the policy's samples (rule labels), plus each prompt's worked solution
+    # (label 1) and an assistant-style rewrite of it (label 0), so that both labels are well represented.
+    records = train[:rm_prompts]
+    rows = rule_labelled_samples(policy, tokenizer, records, 4, n_new)
+    rows += [{"question": r["question"], "reference": r["answer"], "completion": c, "label": y}
+             for r in records for c, y in ((r["solution"], 1), (perturb_solution(r["solution"], rng), 0))]
     rm = reward.RewardModel.load(os.path.join(init, "reward"), max_length=TOY_DEFAULTS["rm_max_length"])
     fit, held = reward.split_holdout(rows, 0.1, TOY_TASK["seed"])
     reward.train_bce(rm, fit, epochs=3, lr=3e-4, batch_size=32, seed=TOY_TASK["seed"])
-    rm_metrics = reward.evaluate(rm, held)
-    print(f"VerifyRM pre-training: held-out {rm_metrics}")
+    rm_eval = balanced(rule_labelled_samples(policy, tokenizer, test, 4, n_new), 128, rng)
+    rm_metrics, rm_eval_metrics = reward.evaluate(rm, held), reward.evaluate(rm, rm_eval)
+    print(f"VerifyRM pre-training: held-out {rm_metrics}; on rm_eval.jsonl {rm_eval_metrics}")
+
     policy.save_pretrained(os.path.join(toy_dir, "policy"))
     tokenizer.save_pretrained(os.path.join(toy_dir, "policy"))
     rm.save(os.path.join(toy_dir, "reward"))
-    summary = {"start_acc": start_acc, "rm_pretrain": rm_metrics, "rm_rows": len(rows),
-               "rm_positive_rate": sum(r["label"] for r in rows) / len(rows), "seconds": round(time.time() - t0, 1)}
+    with open(os.path.join(toy_dir, "rm_eval.jsonl"), "w") as f:
+        for r in rm_eval:
+            f.write(json.dumps({"question": r["question"], "reference_answer": r["reference"],
+                                "completion": r["completion"], "label": r["label"]}) + "\n")
+    summary = {"start_acc": start_acc, "rm_pretrain_heldout": rm_metrics, "rm_eval": rm_eval_metrics,
+               "rm_rows": len(rows), "rm_positive_rate": round(sum(r["label"] for r in rows) / len(rows), 3),
+               "seconds": round(time.time() - t0, 1)}
     with open(ready, "w") as f:
         json.dump(summary, f)
     return summary
@@ -402,10 +476,20 @@ def train(args) -> dict:
         hf_assistant = (AutoModelForCausalLM.from_pretrained(args.assistant_model).to(args.device).eval(),
                         data.load_tokenizer(args.assistant_model))
 
+    rm_eval_rows = None
+    if rm is not None:
+        rm_eval_path = args.rm_eval or (None if args.policy else os.path.join(args.toy_dir, "rm_eval.jsonl"))
+        rm_eval_rows = reward.read_labelled(rm_eval_path) if rm_eval_path else None
+
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(vars(args), f, indent=1)
     log = open(os.path.join(args.out, "metrics.jsonl"), "w")
+    samples = open(os.path.join(args.out, "samples.jsonl"), "w")
+    board = None
+    if args.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter   # optional: needs the tensorboard package
+        board = SummaryWriter(os.path.join(args.out, "tensorboard"))
     monitor = HackingMonitor(args.hack_gap, args.hack_patience)
     start_acc = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
     history, evals = [], [(0, start_acc)]
@@ -413,19 +497,38 @@ def train(args) -> dict:
     bar = tqdm(range(1, args.steps + 1), desc=f"cooper[{args.reward}]")
     for step in bar:
         batch = batch_for_step(train_set, step - 1, args.prompts_per_step, args.seed)
-        m = cooper_step(step, [r["question"] for r in batch], [r["answer"] for r in batch], policy, ref_policy,
-                        tokenizer, optimizer, scheduler, rm, rm_optimizer, args, rng, hf_assistant)
-        m["hack_gap"] = monitor.update(step, m["reward_mean"], m["rule_acc"])
+        questions, references = [r["question"] for r in batch], [r["answer"] for r in batch]
+        m, details = cooper_step(step, questions, references, policy, ref_policy, tokenizer, optimizer, scheduler,
+                                 rm, rm_optimizer, args, rng, hf_assistant)
+        m["hack_gap"] = m["reward_mean"] - m["rule_acc"]
+        warning = monitor.update(step, m["reward_mean"], m["rule_acc"])
+        if warning:
+            m["hack_warning"] = warning
         if step % args.eval_every == 0 or step == args.steps:
             m["test_acc"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
+            m["test_acc_sampled"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens, args.temperature)
             evals.append((step, m["test_acc"]))
+            if rm_eval_rows:
+                rm_m = reward.evaluate(rm, rm_eval_rows)
+                m.update(rm_acc=rm_m["acc"], rm_precision=rm_m["precision"], rm_recall=rm_m["recall"])
+        if args.sample_every and (step % args.sample_every == 0 or step == 1):
+            for record in sample_records(questions, references, details, args.group_size, args.sample_prompts):
+                samples.write(json.dumps({"step": step, **record}) + "\n")
+            samples.flush()
         if args.save_every and step % args.save_every == 0:
             save(args.out, policy, tokenizer, rm)
         history.append(m)
         log.write(json.dumps(m) + "\n")
         log.flush()
+        if board is not None:
+            for k, v in m.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    board.add_scalar(k, v, step)
         bar.set_postfix(reward=f"{m['reward_mean']:.2f}", rule=f"{m['rule_acc']:.2f}", kl=f"{m['kl']:.3f}",
                         test=f"{evals[-1][1]:.2f}")
+    samples.close()
+    if board is not None:
+        board.close()
     log.close()
     save(args.out, policy, tokenizer, rm)
     last = history[-10:]
@@ -448,21 +551,138 @@ def save(out: str, policy, tokenizer, rm) -> None:
         rm.save(os.path.join(out, "reward"))
 
 
+# ----------------------------------------------------------------------------------------------------
+# Reading runs: a table, a one-run report (reward paid vs truth, KL, RM health), the multi-seed summary
+
+def read_metrics(run_dir: str) -> list[dict]:
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_summary(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        return json.load(f)
+
+
 def table(run_dirs: list[str]) -> str:
-    """A markdown table of the runs' summary.json files (last 10 steps averaged for reward and rule_acc)."""
+    """A markdown table of the runs' summary.json files (reward and rule acc: mean of the last 10 steps)."""
     lines = ["| mode | seed | start acc | final acc | best acc | final reward | final rule acc | final KL | hacked |",
              "|---|---|---|---|---|---|---|---|---|"]
     for d in run_dirs:
-        with open(os.path.join(d, "summary.json")) as f:
-            s = json.load(f)
+        s = read_summary(d)
         lines.append(f"| {s['mode']} | {s['seed']} | {s['start_acc']:.3f} | {s['final_acc']:.3f} | {s['best_acc']:.3f} | "
                      f"{s['final_reward']:.3f} | {s['final_rule_acc']:.3f} | {s['final_kl']:.4f} | {s['hacked']} |")
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
-    if sys.argv[1:2] == ["table"]:
-        print(table(sys.argv[2:]))
+def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric, skipping steps where it is absent or null."""
+    pairs = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def report(run_dir: str) -> str:
+    """Write report.md and report.png for one run from its metrics.jsonl; returns the markdown."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows, config = read_metrics(run_dir), json.load(open(os.path.join(run_dir, "config.json")))
+    panels = [("reward paid vs rule-verified accuracy", ["reward_mean", "rule_acc", "test_acc"]),
+              ("KL to the reference policy", ["kl"]), ("reward-model pairwise loss", ["rm_loss"]),
+              ("reward-model accuracy", ["rm_acc", "rm_acc_rollouts"]), ("valid pairs per step", ["valid_pairs"]),
+              ("reward paid - rule accuracy", ["hack_gap"])]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for ax, (title, keys) in zip(axes.flat, panels):
+        for key in keys:
+            x, y = series(rows, key)
+            if y:
+                ax.plot(x, y, "o-" if key in ("test_acc", "rm_acc") else "-", label=key, lw=1.2, ms=3)
+        if title.startswith("reward paid -"):
+            ax.axhline(config["hack_gap"], color="red", ls="--", lw=0.8, label="monitor threshold")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{run_dir}  (--reward {config['reward']}, seed {config['seed']})")
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, "report.png"), dpi=80)
+    plt.close(fig)
+
+    def at(key, which):
+        _, y = series(rows, key)
+        return f"{y[which]:.3f}" if y else "-"
+    keys = ["reward_mean", "rule_acc", "test_acc", "kl", "rm_loss", "rm_acc", "rm_acc_rollouts", "valid_pairs"]
+    lines = [f"# Run report: {run_dir}", "", f"`--reward {config['reward']}`, seed {config['seed']}, {len(rows)} steps.", "",
+             "| metric | first | last |", "|---|---|---|"]
+    lines += [f"| {k} | {at(k, 0)} | {at(k, -1)} |" for k in keys]
+    warnings = [r["hack_warning"] for r in rows if r.get("hack_warning")]
+    lines += ["", "## Hacking monitor", ""] + ([f"- WARNING {w}" for w in warnings] or ["No warning."])
+    lines += ["", "![report](report.png)", ""]
+    text = "\n".join(lines)
+    with open(os.path.join(run_dir, "report.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def summarize_reproduction(root: str, modes=("rule", "rm", "cooper")) -> str:
+    """results.json, results.md and curves.png from root/<mode>/seed<k>/ runs (bash run.sh reproduce)."""
+    import statistics
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = ["seed", "start_acc", "final_acc", "best_acc", "final_reward", "final_rule_acc", "final_kl", "hacked"]
+    runs = {m: sorted((os.path.join(root, m, d) for d in os.listdir(os.path.join(root, m))
+                       if os.path.exists(os.path.join(root, m, d, "summary.json"))))
+            for m in modes if os.path.isdir(os.path.join(root, m))}
+    results = {m: [{k: read_summary(d)[k] for k in keys} for d in dirs] for m, dirs in runs.items()}
+    with open(os.path.join(root, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+    def mean_sd(values):
+        return f"{statistics.mean(values):.3f} +- {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
+    lines = ["| mode | seeds | start acc | final acc | best acc | final reward | final rule acc | final KL | hacked |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m, rs in results.items():
+        cells = [mean_sd([float(r[k]) for r in rs]) for k in keys[1:-1]]
+        lines.append(f"| {m} | {len(rs)} | " + " | ".join(cells) + f" | {sum(r['hacked'] for r in rs)}/{len(rs)} |")
+    text = "\n".join(lines)
+    with open(os.path.join(root, "results.md"), "w") as f:
+        f.write(text + "\n")
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), sharey=True, squeeze=False)
+    for ax, (m, dirs) in zip(axes[0], runs.items()):
+        all_rows = [read_metrics(d) for d in dirs]
+        for key, label in (("reward_mean", "reward paid"), ("rule_acc", "rule-verified accuracy (rollouts)"),
+                           ("test_acc", "test accuracy (greedy)")):
+            per_run = [dict(zip(*series(rows, key))) for rows in all_rows]
+            steps = sorted(set.intersection(*(set(p) for p in per_run)))
+            ax.plot(steps, [statistics.mean(p[s] for p in per_run) for s in steps],
+                    "o-" if key == "test_acc" else "-", label=label, ms=3, lw=1.2)
+        ax.set_title(f"--reward {m} (mean of {len(dirs)} seeds)")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(root, "curves.png"), dpi=80)
+    plt.close(fig)
+    return text
+
+
+def main(argv: list[str]) -> None:
+    command, rest = (argv[0], argv[1:]) if argv and not argv[0].startswith("-") else ("train", argv)
+    if command == "train":
+        train(parse_args(rest))
+    elif command == "prepare":                 # build the embedded toy start (cached)
+        print(json.dumps(prepare_toy(rest[0] if rest else DEFAULTS["toy_dir"])))
+    elif command == "table":
+        print(table(rest))
+    elif command == "report":
+        for run_dir in rest:
+            print(report(run_dir))
+    elif command == "summarize":
+        print(summarize_reproduction(rest[0]))
     else:
-        train(parse_args(sys.argv[1:]))
+        raise SystemExit(f"error: unknown command {command!r}: use train (the default), prepare, table, report, summarize")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

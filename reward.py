@@ -49,12 +49,14 @@ def truncate_middle(text: str, max_chars: int = 1500, head: int = 500, tail: int
 
 
 def rm_input(question: str, reference: str, completion: str) -> str:
-    """The exact VerifyRM input text.
+    """The exact VerifyRM input text. The completion is stripped of surrounding whitespace here, the one
+    place every completion passes through, so that policy samples and assistant rewrites cannot differ
+    by formatting alone (the RM would learn the artifact instead of correctness).
     >>> rm_input("1+1=?", "2", "#### 2")
     '<question>1+1=?</question>\\n<reference_answer>2</reference_answer>\\n<completion>#### 2</completion>'
     """
     return TEMPLATE.format(question=question, reference=truncate_middle(reference),
-                           completion=truncate_middle(completion))
+                           completion=truncate_middle(completion.strip()))
 
 
 # ----------------------------------------------------------------------------------------------------

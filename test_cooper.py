@@ -133,13 +133,13 @@ def test_perturb_solution_makes_small_realistic_mistakes():
     assert cooper.perturb_solution("no numbers here", rng) == "no numbers here"
 
 
-def test_negative_is_valid_rejects_right_answers_and_unparseable_text():
+def test_negative_rejection_names_why_a_rewrite_cannot_be_the_negative():
     pos = "2+3=5\n#### 5"
-    assert cooper.negative_is_valid("2+3=6\n#### 6", pos, "5")
-    assert not cooper.negative_is_valid("2+3=5.0\n#### 5.0", pos, "5")   # same answer, other spelling
-    assert not cooper.negative_is_valid("Let me think.\nI cannot finish this.", pos, "5")  # no final answer
-    assert not cooper.negative_is_valid(None, pos, "5")                 # the backend failed
-    assert not cooper.negative_is_valid("#### 7", "#### 5", "7")        # differs from positive, equals reference
+    assert cooper.negative_rejection("2+3=6\n#### 6", pos, "5") is None
+    assert cooper.negative_rejection("2+3=5.0\n#### 5.0", pos, "5") == "same answer as the positive"
+    assert cooper.negative_rejection("Let me think.\nI cannot finish this.", pos, "5") == "no final answer"
+    assert cooper.negative_rejection(None, pos, "5") == "the assistant returned nothing"
+    assert cooper.negative_rejection("#### 7", "#### 5", "7") == "same answer as the reference"
 
 
 def test_choose_positive():
@@ -158,12 +158,14 @@ def test_make_pairs_masks_prompts_without_positive_or_negative():
              "#### 6", "#### 1"]             # prompt 2: a correct rollout with no '=' still perturbs
     correct = [False, True, False, False, True, False]
     pairs = cooper.make_pairs(questions, references, texts, correct, 2, args, random.Random(0))
-    assert pairs["mask"] == [1.0, 0.0, 1.0]
+    assert pairs["mask"] == [1.0, 0.0, 1.0] and pairs["positive_index"] == [1, None, 0]
+    assert pairs["attempts"][1] == [] and pairs["attempts"][0][-1][1] is None
     assert pairs["positives"][0] == "1+1=2\n#### 2" and pairs["no_positive"] == 1
     args.assistant = "openai"          # an unreachable endpoint: every negative fails and is masked
-    args.assistant_url, args.assistant_model, args.negative_tries = "http://127.0.0.1:9/v1", "m", 1
+    args.assistant_url, args.assistant_model, args.negative_tries, args.assistant_retries = "http://127.0.0.1:9/v1", "m", 1, 0
     pairs = cooper.make_pairs(questions, references, texts, correct, 2, args, random.Random(0))
     assert pairs["mask"] == [0.0, 0.0, 0.0] and pairs["no_negative"] == 2
+    assert pairs["attempts"][0] == [(None, "the assistant returned nothing")]
 
 
 def test_batch_for_step_is_a_pure_function_covering_each_epoch():
@@ -176,10 +178,10 @@ def test_batch_for_step_is_a_pure_function_covering_each_epoch():
 
 def test_hacking_monitor_warns_once_after_patience(capsys):
     mon = cooper.HackingMonitor(gap=0.25, patience=3)
-    for step, (r, acc) in enumerate([(0.9, 0.1), (0.9, 0.1), (0.5, 0.5), (0.9, 0.1), (0.9, 0.1), (0.9, 0.1), (0.9, 0.0)]):
-        mon.update(step, r, acc)
-    err = capsys.readouterr().err
-    assert err.count("reward hacking?") == 1 and "step 5" in err
+    paid = [(0.9, 0.1), (0.9, 0.1), (0.5, 0.5), (0.9, 0.1), (0.9, 0.1), (0.9, 0.1), (0.9, 0.0)]
+    warnings = [mon.update(step, r, acc) for step, (r, acc) in enumerate(paid)]
+    assert [w is not None for w in warnings] == [False] * 5 + [True, False]
+    assert "step 5" in warnings[5] and capsys.readouterr().err.count("reward hacking?") == 1
 
 
 def test_toy_defaults_apply_only_without_policy():
@@ -216,12 +218,18 @@ def test_few_steps_of_each_mode(toy_start, tmp_path, mode):
     for r in rows:
         for key in ("reward_mean", "rule_acc", "kl", "pg_loss"):
             assert torch.isfinite(torch.tensor(r[key])), (key, r)
-    assert "test_acc" in rows[-1] and 0 <= summary["final_acc"] <= 1
+    assert "test_acc" in rows[-1] and "test_acc_sampled" in rows[-1] and 0 <= summary["final_acc"] <= 1
+    dumped = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [d["step"] for d in dumped] == [1, 1]   # --sample-prompts 2 at step 1
+    assert len(dumped[0]["rollouts"]) == 4 and {"text", "reward", "correct", "advantage"} <= set(dumped[0]["rollouts"][0])
+    report = cooper.report(str(out))
+    assert (out / "report.png").stat().st_size > 10_000 and "| reward_mean |" in report
     before, after = _params(toy_start / "policy"), _params(out / "policy")
     assert any(not torch.equal(before[k], after[k]) for k in before), "the policy did not change"
     if mode == "rule":
-        assert not (out / "reward").exists()
+        assert not (out / "reward").exists() and "rm_acc" not in rows[-1]
         return
+    assert 0 <= rows[-1]["rm_acc"] <= 1 and all(0 <= r["rm_acc_rollouts"] <= 1 for r in rows)
     rm_before, rm_after = _params(toy_start / "reward"), _params(out / "reward")
     rm_changed = any(not torch.equal(rm_before[k], rm_after[k]) for k in rm_before)
     if mode == "rm":
@@ -229,6 +237,9 @@ def test_few_steps_of_each_mode(toy_start, tmp_path, mode):
     else:
         assert sum(r["valid_pairs"] for r in rows) > 0 and all(r["rm_loss"] is not None for r in rows if r["valid_pairs"])
         assert rm_changed, "Cooper did not update the reward model"
+        tried = [n for d in dumped for n in d["negatives"]]
+        assert all(n["accepted"] == (n["rejected_because"] is None) for n in tried)
+        assert all((d["positive_index"] is None) == (d["negatives"] == []) for d in dumped)
 
 
 def test_table_reads_summaries(toy_start, tmp_path):
