@@ -222,13 +222,14 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
     else:
         rewards = rm.score(q_rep, ref_rep, rollouts.texts).cpu()
 
-    # 3. Log-probs of the sampled tokens under pi_old (= pi_theta before this update) and pi_ref.
+    # 3. Log-probs of the sampled tokens under pi_ref. pi_old is pi_theta before this update: with one epoch
+    #    of one mini-batch it equals the policy's own detached log-probs, so policy_step takes old_logp=None
+    #    and saves a forward pass (the ratio is then exactly 1, as it is in verl with this setting).
     with torch.no_grad():
-        old_logp = grpo.response_logprobs(policy, rollouts, temperature=args.temperature)
         ref_logp = grpo.response_logprobs(ref_policy, rollouts, temperature=args.temperature)
 
     # 4. Group-relative advantages.
-    advantages = grpo.group_advantages(rewards, G).to(old_logp.device)
+    advantages = grpo.group_advantages(rewards, G).to(ref_logp.device)
 
     # 5. Stage 2: reward-model update on (positive, negative) pairs - Cooper only; rm mode keeps it frozen.
     rm_stats, pairs = {"rm_loss": None, "valid_pairs": 0}, None
@@ -251,7 +252,7 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
 
     # 6. Stage 1: policy update with the step-4 advantages (one epoch, one mini-batch: fully on-policy).
     policy.train()
-    stats = grpo.policy_step(policy, optimizer, rollouts, advantages, old_logp, ref_logp, beta=args.beta,
+    stats = grpo.policy_step(policy, optimizer, rollouts, advantages, None, ref_logp, beta=args.beta,
                              max_grad_norm=args.max_grad_norm, micro_batch_size=args.micro_batch_size,
                              scheduler=scheduler, clip_low=args.clip_low, clip_high=args.clip_high,
                              dual_clip=args.dual_clip, agg=args.loss_agg, temperature=args.temperature)
