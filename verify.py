@@ -94,7 +94,9 @@ def _after_marker(text):
         if rest.lstrip().startswith(opener):
             inner = rest.lstrip()[len(opener):]
             end = inner.find(closer)
-            return inner[:end] if end != -1 else None
+            if end != -1:
+                return inner[:end]
+            break  # an unmatched $ is a currency sign
     line = rest.strip().split("\n", 1)[0]
     return re.split(r"\.(?=\s|\*|$)", line, maxsplit=1)[0]
 
@@ -106,8 +108,8 @@ def extract_answer(text, last_number=False):
     ans = _last_boxed(text)
     if ans is None:
         ans = _after_marker(text)
-    if ans is None and "\n" not in text.strip() and len(text) <= 200:
-        ans = text
+    if ans is None and "\n" not in text.strip() and "\\boxed" not in text and (len(text) <= 40 or not _is_text(text)):
+        ans = text  # a short one-line completion is its own answer
     if ans is None and last_number:
         nums = _LAST_NUMBER.findall(text[-MAX_ANSWER_CHARS:])
         ans = nums[-1] if nums else None
@@ -118,7 +120,7 @@ def extract_answer(text, last_number=False):
 # ---------------------------------------------------------------- normalisation
 
 _UNWRAP = re.compile(r"\\(?:text|textbf|textit|textnormal|mathrm|mathbf|mbox|operatorname|boxed)\s*\{([^{}]*)\}")
-_DROP = re.compile(r"\\(?:left|right|displaystyle|[,;:! ]|quad|qquad)|\^\s*\{?\\circ\}?|°|\\circ|\\\$|\*\*")
+_DROP = re.compile(r"(?<!\\)\\(?:left|right|displaystyle|[,;:! ]|quad|qquad)|\^\s*\{?\\circ\}?|°|\\circ|\\\$|\*\*")
 _UNITS = re.compile(r"^(.*?\d)\s*(?:[a-zA-Z\u00b2\u00b3]{2,}\.?\s*)+(?:\^\s*\d)?$")
 _UNICODE = str.maketrans({"−": "-", "×": "*", "·": "*", "÷": "/", "π": "\\pi ", "∞": "\\infty ",
                           "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "√": "\\sqrt", "∪": "\\cup ", "€": ""})
@@ -153,7 +155,7 @@ _PLAIN = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d+)?(?:[eE][-+]?\d{1,
 
 def _number(s):
     """Exact value of a plain number: '1,000', '-12.0', '3/4', '\\frac{3}{4}', '\\frac34', '2\\frac12', '1e-3'."""
-    s = s.replace(" ", "")
+    s = re.sub(r"(?<!,)\s+", "", s)  # '32, 349' keeps its space: it is a list
     if len(s) > 100:
         return None
     m = re.fullmatch(r"(-?\d+)\\frac\{(\d+)\}\{(\d+)\}", s)  # mixed number
@@ -213,6 +215,8 @@ def _options(question):
 
 def verify(completion, reference, question=None, last_number=False, timeout=TIMEOUT_S):
     """True when the completion's final answer equals the reference's. Never raises; False on timeout."""
+    if isinstance(reference, (int, float)) and not isinstance(reference, bool):
+        reference = repr(reference)  # SVAMP-style 51.0
     try:
         pred = extract_answer(completion, last_number=last_number)
         ref = extract_answer(reference) if isinstance(reference, str) else None
@@ -289,11 +293,11 @@ def _take_worker():
     return proc
 
 
-def warm_up():
-    """Start one worker now so that the first sympy comparison is not slowed by its start."""
-    proc = _take_worker()
+def warm_up(workers=1):
+    """Start workers now (one per thread that will call verify at once) so no call waits for a start."""
+    procs = [_take_worker() for _ in range(workers)]
     with _pool_lock:
-        _pool.append(proc)
+        _pool.extend(procs)
 
 
 def _ask_worker(pred, ref, timeout):
@@ -759,8 +763,8 @@ def _dedup(items):
 
 def _items(v):
     k = _kind(v)
-    if k in ("list", "set"):
-        return v[1]
+    if k in ("list", "set"):  # {1 \pm 2, 5} holds the pair's two members, not the pair
+        return [y for x in v[1] for y in (x[1] if _kind(x) == "list" else [x])]
     if k == "seq":
         return v[3]
     if k == "matrix" and 1 in v.shape:
@@ -787,7 +791,7 @@ def _same(a, b):
     if ka == "set" or kb == "set":
         return _same_unordered(_dedup(_items(a)), _dedup(_items(b)))
     if ka == "list" and kb == "list":
-        return _same_unordered(a[1], b[1])
+        return _same_unordered(_items(a), _items(b))
     if "list" in (ka, kb) or "seq" in (ka, kb) or (ka == "matrix") != (kb == "matrix"):
         xs, ys = _items(a), _items(b)  # a tuple written without its brackets keeps its order
         return len(xs) == len(ys) > 1 and all(_same(x, y) for x, y in zip(xs, ys))
