@@ -214,6 +214,9 @@ def _timed(*args, **kw):
     ("{" * 500_000 + "\\boxed{" * 50_000, "1"),
     ("the answer is " * 70_000, "1"),
     ("(" * 5_000 + "1" + ")" * 5_000, "1"),
+    ("The answer is 1 " + "a" * 1_900 + "!", "1"),  # once a regex backtracking blow-up in unit stripping
+    ("\\boxed{1 " + "ab" * 900 + "1}", "1"),
+    ("so so so " * 100_000 + "\n#### 5", "5"),  # degenerate long response (verl #6673)
 ])
 def test_adversarial_inputs_finish_fast(completion, reference):
     _, seconds = _timed(completion, reference)
@@ -258,7 +261,8 @@ _ATOMS = ["\\boxed{", "}", "{", "\\frac", "\\sqrt", "^", "_", "(", ")", "[", "]"
           "\\pi", "\\infty", "-", "+", "/", "*", "**", "%", "\\%", "$", "\\text{", "#### ", "The answer is ",
           "__import__('os').system('touch {canary}')", "lambda: 0", "exec(", "eval(", "open('{canary}','w')",
           "__class__.__mro__", "\\x00", "é", "π", "√", "∞", "\u202e", "\ud7ff", "🙂", " ", "\n", "9^{9^{9^9}}",
-          "10^{10^{10}}", "\\sin", "\\log_", "1.5e999999", "0.", "..", "|", "\\left(", "\\right)"]
+          "10^{10^{10}}", "\\sin", "\\log_", "1.5e999999", "0.", "..", "|", "\\left(", "\\right)",
+          "a" * 40, "cm", " miles", "x" * 300, "2" * 300, "\\sqrt[", "\\binom{99999}{3}", "99999!"]
 
 
 def _fuzz_string(rng, canary):
@@ -271,7 +275,7 @@ def test_fuzz_random_and_adversarial_strings(tmp_path):
     canary = str(tmp_path / "INJECTED")
     rng = random.Random(1234)
     worst, tried = 0.0, 0
-    before = V.stats["timeouts"]
+    before, calls = V.stats["timeouts"], V.stats["sympy_calls"]
     deadline = time.monotonic() + 20
     while tried < 3000 and time.monotonic() < deadline:
         a, b = _fuzz_string(rng, canary), _fuzz_string(rng, canary)
@@ -280,7 +284,8 @@ def test_fuzz_random_and_adversarial_strings(tmp_path):
             assert isinstance(ok, bool)
             worst = max(worst, seconds)
             tried += 1
-    print(f"fuzz: {tried} strings, max latency {worst * 1000:.1f} ms, timeouts {V.stats['timeouts'] - before}")
+    print(f"fuzz: {tried} strings, max latency {worst * 1000:.1f} ms, timeouts {V.stats['timeouts'] - before}, "
+          f"sympy worker calls {V.stats['sympy_calls'] - calls}")
     assert tried >= 1000
     assert worst < V.TIMEOUT_S + 0.5
     assert not os.path.exists(canary)

@@ -108,7 +108,7 @@ def extract_answer(text, last_number=False):
 
 _UNWRAP = re.compile(r"\\(?:text|textbf|textit|textnormal|mathrm|mathbf|mbox|operatorname|boxed)\s*\{([^{}]*)\}")
 _DROP = re.compile(r"(?<!\\)\\(?:left|right|displaystyle|[,;:! ]|quad|qquad)|\^\s*\{?\\circ\}?|°|\\circ|\\\$|\*\*|\$")
-_UNITS = re.compile(r"^(.*?\d)\s*(?:[a-zA-Z\u00b2\u00b3]{2,}\.?\s*)+(?:\^\s*\d)?$")
+_UNITS = re.compile(r"^(.*?\d)\s*(?:[a-zA-Z\u00b2\u00b3]{2,}(?:\^\d)?\.?(?:\s+|$))+$")  # words split only at spaces: no backtracking blow-up
 _UNICODE = str.maketrans({"−": "-", "×": "*", "·": "*", "÷": "/", "π": "\\pi ", "∞": "\\infty ", "≤": "\\le ",
                           "≥": "\\ge ", "≠": "\\ne ", "√": "\\sqrt", "∪": "\\cup ", "€": ""})
 
