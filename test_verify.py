@@ -144,6 +144,15 @@ CASES = [
     ("\\boxed{Yes}", "True", True, "yes ~ true"),
     ("\\boxed{No}", "Yes", False, "no != yes"),
     ("\\boxed{\\text{False}}", "no", True, "false ~ no"),
+    # --- the examples of the policy table in verify.py's docstring
+    ("\\boxed{x = 2+1}", "3", True, "lone variable with an expression"),
+    ("\\boxed{2x=4}", "x=2", True, "equation times a constant, one side a lone variable"),
+    ("\\boxed{1\\pm 2}", "3, -1", True, "\\pm pair vs a bare list"),
+    ("\\boxed{\\sqrt8}", "2\\sqrt2", True, "root simplification"),
+    ("\\boxed{correct}", "Yes", True, "correct ~ yes"),
+    ("\\boxed{5 cm}", "5", True, "unit word"),
+    ("... $x = 1 \\pm \\sqrt{2}$ ... \\boxed{1\\pm\\sqrt2}", "1+\\sqrt{2}, 1-\\sqrt{2}", True, "docstring example"),
+    ("#### 1, 2", "2, 1", True, "bare list after ####"),
 ]
 
 # Multiple choice with the question's options (letter vs option text, both directions).
@@ -221,6 +230,12 @@ def _timed(*args, **kw):
 def test_adversarial_inputs_finish_fast(completion, reference):
     _, seconds = _timed(completion, reference)
     assert seconds < 3.0
+
+
+def test_source_never_evaluates_text_nor_uses_signals():
+    import re
+    src = open(V.__file__).read()
+    assert not re.search(r"\b(?:eval|exec|sympify|parse_expr|parse_latex)\s*\(|import signal", src)
 
 
 def test_oversized_text_is_refused():
