@@ -720,11 +720,9 @@ def load_pairs(path, fmt="fields", completion="completion", reference="reference
             elif row is not None:
                 pairs.append((str(_field(row, completion, where)), str(_field(row, reference, where)),
                               _label(_field(row, label, where), where), question and _field(row, question, where)))
-    return pairs or _refuse_exit(f"{path}: no rows")
-
-
-def _refuse_exit(msg):
-    raise SystemExit(msg)
+    if not pairs:
+        raise SystemExit(f"{path}: no rows")
+    return pairs
 
 
 def _run(fn, pairs, repeats):
