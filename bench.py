@@ -81,6 +81,11 @@ def bench_grpo(args):
     import grpo
     import verify
 
+    import warnings
+    import transformers
+    warnings.filterwarnings("ignore", category=FutureWarning)  # TRL 1.16 calls APIs transformers 5.24 deprecates
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(args.threads)  # one process, so both trainers run on the same threads
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -157,6 +162,7 @@ def bench_grpo(args):
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), reward_funcs=rule_reward, args=config,
                           train_dataset=Dataset.from_dict({"prompt": prompts, "answer": answers}),
                           processing_class=tok, callbacks=[Alternate()])
+    trainer.remove_callback(transformers.PrinterCallback)  # its end-of-training metrics dict is not ours to print
     print(f"bench grpo: {args.steps} timed steps each (+1 warm-up), {B} prompts x G={G}, {T} new tokens, "
           f"beta={args.beta}, device={device}, torch threads={torch.get_num_threads()}, trl {trl.__version__}")
     trainer.train()
