@@ -18,6 +18,11 @@ It is trained twice:
 Command line (run `python reward.py -h`):
     python reward.py train FILE --model DIR --out DIR    BCE pre-training, prints held-out accuracy
     python reward.py eval FILE --model DIR               accuracy / precision / recall at threshold 0.5
+    python reward.py convert-gsm8k IN OUT                GSM8K model solutions -> the Cooper format
+    python reward.py annotate IN OUT --judge hf --judge-model DIR
+    python reward.py annotate IN OUT --judge openai --judge-url URL --judge-model NAME
+                                                         hybrid labels: rule verifier AND LLM judge agree
+FILE, IN and OUT are .jsonl or .parquet (.json lists are read too).
 
 This file imports only `verify.py` from the project, so it can be copied into another codebase.
 """
@@ -26,9 +31,12 @@ import json
 import math
 import os
 import random
+import re
 
 import torch
 import torch.nn.functional as F
+
+import verify
 
 # ----------------------------------------------------------------------------------------------------
 # The input template (identical in pre-training and RL; no chat template)
@@ -186,50 +194,112 @@ def read_rows(path: str) -> list[dict]:
         return rows
 
 
-def read_labelled(path: str) -> list[dict]:
+def read_labelled(path: str, need_label: bool = True) -> list[dict]:
     """Labelled triples as {"question", "reference", "completion", "label"} (label 0/1).
-    A row missing a field or with a label that is not 0/1/true/false raises one error naming it."""
+    A row missing a field or with a label that is not 0/1/true/false raises one error naming it.
+    need_label=False reads unlabelled triples too (label None where the file has none), for annotate."""
     rows, out = read_rows(path), []
     if not rows:
         raise ValueError(f"{path}: no rows")
-    fields = next((fs for fs in FIELD_SETS if all(k in rows[0] for k in fs)), None)
+    needed = 4 if need_label else 3
+    fields = next((fs for fs in FIELD_SETS if all(k in rows[0] for k in fs[:needed])), None)
     if fields is None:
-        raise ValueError(f"{path}: row 1: expected fields {FIELD_SETS[0]} or {FIELD_SETS[1]}, got {sorted(rows[0])}")
+        raise ValueError(f"{path}: row 1: expected fields {FIELD_SETS[0][:needed]} or {FIELD_SETS[1][:needed]}, "
+                         f"got {sorted(rows[0])}")
+    labelled = fields[3] in rows[0]
     for n, row in enumerate(rows, 1):
-        for k in fields:
+        for k in fields[:4 if labelled else 3]:
             if not isinstance(row.get(k), (str, int, float, bool)):
                 raise ValueError(f"{path}: row {n}: field {k!r}: missing or not a scalar ({row.get(k)!r})")
-        label = row[fields[3]]
-        if label not in (0, 1, True, False) and str(label).lower() not in ("0", "1", "true", "false"):
+        label = row[fields[3]] if labelled else None
+        if labelled and label not in (0, 1, True, False) and str(label).lower() not in ("0", "1", "true", "false"):
             raise ValueError(f"{path}: row {n}: field {fields[3]!r}: label must be 0/1/true/false, got {label!r}")
         out.append({"question": str(row[fields[0]]), "reference": str(row[fields[1]]),
-                    "completion": str(row[fields[2]]), "label": int(str(label).lower() in ("1", "true"))})
+                    "completion": str(row[fields[2]]),
+                    "label": int(str(label).lower() in ("1", "true")) if labelled else None})
+    return out
+
+
+def write_cooper(path: str, rows: list[dict]) -> None:
+    """Write {"question", "reference", "completion", "label", ...} rows in the Cooper format
+    (question, reference_answer, completion, label, then any extra fields) to .jsonl or .parquet."""
+    out = [{"question": r["question"], "reference_answer": r["reference"], "completion": r["completion"],
+            "label": r["label"], **{k: v for k, v in r.items() if k not in ("question", "reference", "completion", "label")}}
+           for r in rows]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if path.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        pq.write_table(pa.Table.from_pylist(out), path)
+    elif path.endswith(".jsonl"):
+        with open(path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in out)
+    else:
+        raise ValueError(f"{path}: the output must be a .jsonl or .parquet file")
+
+
+GSM8K_SOLVERS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
+FINAL_LINE = re.compile(r"^A:[ \t]*(.*?)\s*$", re.M)
+
+
+def convert_gsm8k_solutions(path: str) -> list[dict]:
+    """openai/grade-school-math's example_model_solutions.jsonl -> Cooper rows, 4 per question.
+
+    {"question": q, "ground_truth": "...\nA: 18", "6b_finetuning": {"is_correct": false, "solution": "...A: 26"}, ...}
+    -> {"question": q, "reference": "18", "completion": "...A: 26", "label": 0, "solver": "6b_finetuning"}, ...
+    The reference is the final answer after the last `A:` line of ground_truth.
+    """
+    out = []
+    for n, row in enumerate(read_rows(path), 1):
+        where = f"{path}: row {n}"
+        if not isinstance(row.get("question"), str) or not isinstance(row.get("ground_truth"), str):
+            raise ValueError(f"{where}: fields 'question' and 'ground_truth' must be text, got {sorted(row)}")
+        finals = FINAL_LINE.findall(row["ground_truth"])
+        if not finals or not finals[-1]:
+            raise ValueError(f"{where}: field 'ground_truth': no final 'A: <answer>' line in {row['ground_truth'][-60:]!r}")
+        for solver in GSM8K_SOLVERS:
+            sol = row.get(solver)
+            if not (isinstance(sol, dict) and isinstance(sol.get("solution"), str) and isinstance(sol.get("is_correct"), bool)):
+                raise ValueError(f"{where}: field {solver!r}: expected {{'is_correct': bool, 'solution': str}}, got {sol!r:.80}")
+            out.append({"question": row["question"], "reference": finals[-1], "completion": sol["solution"],
+                        "label": int(sol["is_correct"]), "solver": solver})
     return out
 
 
 # ----------------------------------------------------------------------------------------------------
-# An OpenAI-compatible chat client (for the LLM judge here and the assistant LLM in cooper.py).
-# Standard library only: one blocking HTTP request per thread, at most `concurrency` at a time.
+# An OpenAI-compatible chat client (for the LLM judge here and the assistant LLM in cooper.py), standard
+# library only: asyncio keeps at most `concurrency` requests in flight, each a blocking HTTP call in its own
+# worker thread (a pool of exactly `concurrency` threads: asyncio's default pool would cap it at cpus + 4).
 
 def chat_completions(base_url: str, model: str, conversations: list[list[dict]], *, api_key: str | None = None,
                      temperature: float = 0.7, max_tokens: int = 512, concurrency: int = 8,
                      timeout: float = 60.0, retries: int = 3, backoff: float = 1.0) -> tuple[list, dict]:
     """POST {base_url}/chat/completions once per conversation. Returns (replies, counts): replies[i] is the
-    reply text, or None when every try timed out, failed, or came back empty or garbled (counted in
-    counts, never raised), so one bad request masks one item instead of stopping a training run.
+    reply text, or None when the request was refused (4xx other than 429: not retried) or every try timed
+    out, failed (5xx, connection) or came back garbled (not the chat-completions JSON) or empty. Each None
+    is counted under its last failure, never raised: one bad request masks one item, not the run.
+    A failed try is retried after backoff * 2^(try - 1) seconds.
 
     replies, counts = chat_completions("http://127.0.0.1:8000/v1", "qwen", [[{"role": "user", "content": "hi"}]])
-    counts -> {"ok": 1, "empty": 0, "error": 0, "timeout": 0, "retries": 0}
+    counts -> {"ok": 1, "refused": 0, "error": 0, "garbled": 0, "empty": 0, "timeout": 0, "retries": 0}
     """
     import asyncio
+    import concurrent.futures
+    import http.client
     import socket
+    import threading
     import time
     import urllib.error
     import urllib.request
 
-    counts = {"ok": 0, "empty": 0, "error": 0, "timeout": 0, "retries": 0}
+    counts = dict.fromkeys(["ok", "refused", "error", "garbled", "empty", "timeout", "retries"], 0)
+    lock = threading.Lock()   # workers update counts concurrently
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
     url = base_url.rstrip("/") + "/chat/completions"
+
+    def count(key: str) -> None:
+        with lock:
+            counts[key] += 1
 
     def one(messages: list[dict]) -> str | None:
         body = json.dumps({"model": model, "messages": messages, "temperature": temperature,
@@ -237,42 +307,56 @@ def chat_completions(base_url: str, model: str, conversations: list[list[dict]],
         failure = "error"
         for attempt in range(retries + 1):
             if attempt:
-                counts["retries"] += 1
+                count("retries")
                 time.sleep(backoff * 2 ** (attempt - 1))
             try:
                 req = urllib.request.Request(url, data=body, headers=headers)
                 with urllib.request.urlopen(req, timeout=timeout) as resp:
-                    reply = json.loads(resp.read())["choices"][0]["message"]["content"]
+                    raw = resp.read()
             except urllib.error.HTTPError as e:
-                failure = "error"
                 if 400 <= e.code < 500 and e.code != 429:   # a refused request will not succeed on retry
+                    failure = "refused"
                     break
-                continue
-            except (TimeoutError, socket.timeout):
-                failure = "timeout"
+                failure = "error"
                 continue
             except urllib.error.URLError as e:
                 failure = "timeout" if isinstance(e.reason, (TimeoutError, socket.timeout)) else "error"
                 continue
-            except (OSError, ValueError, KeyError, IndexError, TypeError):   # reset, or garbled JSON
+            except (TimeoutError, socket.timeout):
+                failure = "timeout"
+                continue
+            except (OSError, http.client.HTTPException):   # connection refused or reset, broken HTTP
                 failure = "error"
                 continue
+            try:
+                message = json.loads(raw)["choices"][0]["message"]
+                reply = message.get("content")
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                failure = "garbled"
+                continue
+            if message.get("refusal"):   # the model declined (OpenAI's refusal field)
+                failure = "refused"
+                break
             if isinstance(reply, str) and reply.strip():
-                counts["ok"] += 1
+                count("ok")
                 return reply
             failure = "empty"
-        counts[failure] += 1
+        count(failure)
         return None
 
-    async def run_all():
+    async def run_all(pool):
         gate = asyncio.Semaphore(concurrency)
+        loop = asyncio.get_running_loop()
 
         async def guarded(messages):
             async with gate:
-                return await asyncio.to_thread(one, messages)
+                return await loop.run_in_executor(pool, one, messages)
         return await asyncio.gather(*(guarded(m) for m in conversations))
 
-    return list(asyncio.run(run_all())) if conversations else [], counts
+    if not conversations:
+        return [], counts
+    with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(asyncio.run(run_all(pool))), counts
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -316,6 +400,118 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     return rows[n_eval:], rows[:n_eval]
 
 
+# ----------------------------------------------------------------------------------------------------
+# Hybrid annotation (the paper's VerifyRM data pipeline): a triple is labelled by the rule verifier and by
+# an LLM judge, and kept, with that label, only when the two agree.
+
+JUDGE_PROMPT = """You are grading a student's solution to a math problem against the correct final answer.
+
+Problem:
+{question}
+
+Correct final answer:
+{reference}
+
+Student's solution:
+{completion}
+
+Find the final answer the student's solution ends with and decide whether it is the same as the correct \
+final answer: equal in value counts as the same even when written differently (2.50 and 2.5, 1/2 and 0.5). \
+Ignore how the student got there. End your reply with a last line that says "Verdict: Yes" if the final \
+answers match, or "Verdict: No" if they do not or the solution gives no final answer."""
+
+_VERDICT_LINE = re.compile(r"verdict\W{0,8}(yes|no)\b", re.I)
+_YES_NO_START = re.compile(r"^\W*(yes|no)\b", re.I)
+
+
+def parse_verdict(reply: str | None) -> bool | None:
+    """The judge's Yes (True) / No (False), or None when the reply holds no clear verdict.
+
+    Looks for, in order: the last "Verdict: Yes/No" (markdown and punctuation allowed), then the last line
+    that starts with Yes or No, then nothing: a bare "no" inside a sentence is not a verdict.
+    >>> parse_verdict("The student got 18, the same.\\n**Verdict:** Yes"), parse_verdict("No, it is 17."), parse_verdict("There is no answer")
+    (True, False, None)
+    """
+    if not isinstance(reply, str):
+        return None
+    found = _VERDICT_LINE.findall(reply)
+    if not found:
+        found = [m.group(1) for line in reply.splitlines() if (m := _YES_NO_START.match(line))]
+    return found[-1].lower() == "yes" if found else None
+
+
+def judge_conversations(rows: list[dict]) -> list[list[dict]]:
+    return [[{"role": "user", "content": JUDGE_PROMPT.format(question=r["question"], reference=r["reference"],
+                                                              completion=truncate_middle(r["completion"]))}]
+            for r in rows]
+
+
+@torch.no_grad()
+def generate_replies(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int,
+                     batch_size: int = 16, progress: bool = True) -> list[str]:
+    """Greedy replies of a local HF chat model under the tokenizer's own chat template (left padding)."""
+    from tqdm import tqdm
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    cfg_eos = model.generation_config.eos_token_id   # an id or a list of ids (e.g. <|im_end|> and <|endoftext|>)
+    eos = {tokenizer.eos_token_id, *(cfg_eos if isinstance(cfg_eos, list) else [cfg_eos])} - {None}
+    device = next(model.parameters()).device
+    model.eval()
+    replies = []
+    for i in tqdm(range(0, len(conversations), batch_size), desc="judge", disable=not progress):
+        prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                   for c in conversations[i:i + batch_size]]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos),
+                             pad_token_id=tokenizer.pad_token_id)
+        replies += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return replies
+
+
+def hybrid_labels(rows: list[dict], verdicts: list) -> tuple[list[dict], dict]:
+    """Keep the rows where the rule verifier and the judge agree, labelled with that verdict.
+
+    verdicts[i]: True / False from the judge, None when its reply had no verdict (dropped and counted).
+    Returns (kept rows, stats): agreement = agreements / rows with a verdict. When the input carried
+    labels, `gold_agreement` is the share of kept labels equal to them.
+    """
+    kept, stats = [], {"rows": len(rows), "no_verdict": 0, "agree": 0, "rule_yes_judge_no": 0, "rule_no_judge_yes": 0}
+    for row, judged in zip(rows, verdicts, strict=True):
+        if judged is None:
+            stats["no_verdict"] += 1
+            continue
+        rule = verify.verify(row["completion"], row["reference"])
+        if rule != judged:
+            stats["rule_yes_judge_no" if rule else "rule_no_judge_yes"] += 1
+            continue
+        stats["agree"] += 1
+        kept.append({**row, "label": int(rule), **({"gold_label": row["label"]} if row["label"] is not None else {})})
+    stats["agreement"] = round(stats["agree"] / max(stats["rows"] - stats["no_verdict"], 1), 4)
+    stats["kept_per_label"] = {str(y): sum(r["label"] == y for r in kept) for y in (1, 0)}
+    gold = [r for r in kept if "gold_label" in r]
+    if gold:
+        stats["gold_agreement"] = round(sum(r["label"] == r["gold_label"] for r in gold) / len(gold), 4)
+    return kept, stats
+
+
+def judge_verdicts(rows: list[dict], args) -> tuple[list, dict]:
+    """Ask the judge backend about every row: (verdicts, request counts)."""
+    conversations = judge_conversations(rows)
+    if args.judge == "openai":
+        replies, counts = chat_completions(args.judge_url, args.judge_model, conversations,
+                                           api_key=os.environ.get(args.judge_key_env), temperature=0.0,
+                                           max_tokens=args.judge_max_tokens, concurrency=args.concurrency,
+                                           timeout=args.timeout)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        model = AutoModelForCausalLM.from_pretrained(args.judge_model)
+        replies = generate_replies(model, AutoTokenizer.from_pretrained(args.judge_model), conversations,
+                                   args.judge_max_tokens)
+        counts = {"generated": len(replies)}
+    return [parse_verdict(r) for r in replies], counts
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -335,9 +531,41 @@ def main(argv=None):
     e.add_argument("--model", required=True)
     e.add_argument("--threshold", type=float, default=0.5)
     e.add_argument("--max-length", type=int, default=1024)
+    c = sub.add_parser("convert-gsm8k", help="GSM8K example_model_solutions.jsonl -> the Cooper format")
+    c.add_argument("file")
+    c.add_argument("out")
+    a = sub.add_parser("annotate", help="hybrid labels: keep the triples where rule verifier and LLM judge agree")
+    a.add_argument("file", help="question, reference_answer (or answer), completion; a label is optional")
+    a.add_argument("out")
+    a.add_argument("--judge", choices=["hf", "openai"], required=True,
+                   help="hf: a local HF chat model folder; openai: an OpenAI-compatible server (vllm serve ...)")
+    a.add_argument("--judge-model", required=True, help="hf: the model folder; openai: the served model name")
+    a.add_argument("--judge-url", help="openai: the base URL, e.g. http://127.0.0.1:8000/v1")
+    a.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="openai: environment variable holding the key")
+    a.add_argument("--judge-max-tokens", type=int, default=1024)
+    a.add_argument("--concurrency", type=int, default=8)
+    a.add_argument("--timeout", type=float, default=120.0)
+    a.add_argument("--limit", type=int, help="annotate the first N rows only")
     args = p.parse_args(argv)
+    if args.cmd == "annotate" and args.judge == "openai" and not args.judge_url:
+        p.error("--judge openai needs --judge-url URL")
     try:
-        rows = read_labelled(args.file)
+        if args.cmd == "convert-gsm8k":
+            rows = convert_gsm8k_solutions(args.file)
+            write_cooper(args.out, rows)
+            print(f"wrote {len(rows)} rows ({sum(r['label'] for r in rows)} correct) to {args.out}")
+            return
+        rows = read_labelled(args.file, need_label=args.cmd != "annotate")
+        if args.cmd == "annotate":
+            rows = rows[:args.limit]
+            verdicts, counts = judge_verdicts(rows, args)
+            kept, stats = hybrid_labels(rows, verdicts)
+            write_cooper(args.out, kept)
+            print(json.dumps({"file": args.file, "judge": args.judge_model, "requests": counts, **stats}))
+            print(f"kept {len(kept)} of {len(rows)} rows in {args.out}: agreement {stats['agreement']:.3f} "
+                  f"on the {len(rows) - stats['no_verdict']} rows the judge gave a verdict on "
+                  f"({stats['no_verdict']} replies without one dropped)")
+            return
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {err}")
     torch.manual_seed(getattr(args, "seed", 0))

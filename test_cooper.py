@@ -110,6 +110,83 @@ def test_read_labelled_accepts_both_formats_and_names_a_bad_row(tmp_path):
         reward.read_labelled(str(tmp_path / "x.jsonl"))
 
 
+GSM8K_SOLUTIONS = ROOT.parent / "shared" / "data" / "gsm8k" / "example_model_solutions.jsonl"
+
+
+def _gsm8k_solution_row(question, truth, answers):
+    row = {"question": question, "ground_truth": f"work\nA: {truth}"}
+    for solver, (final, ok) in zip(reward.GSM8K_SOLVERS, answers):
+        row[solver] = {"is_correct": ok, "solution": f"some steps\nA: {final}"}
+    return row
+
+
+def test_convert_gsm8k_solutions_writes_four_labelled_rows_per_question(tmp_path, capsys):
+    src = tmp_path / "sol.jsonl"
+    src.write_text(json.dumps(_gsm8k_solution_row("q1", "1,200", [("1200", True), ("7", False), ("1,200", True), ("", False)])) + "\n")
+    for out in (tmp_path / "c.jsonl", tmp_path / "c.parquet"):
+        reward.main(["convert-gsm8k", str(src), str(out)])
+        rows = reward.read_labelled(str(out))
+        assert [r["label"] for r in rows] == [1, 0, 1, 0] and {r["reference"] for r in rows} == {"1,200"}
+        assert rows[1]["completion"] == "some steps\nA: 7"
+    assert "wrote 4 rows (2 correct)" in capsys.readouterr().out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**_gsm8k_solution_row("q", "3", [("3", True)] * 4), "ground_truth": "no final line"}) + "\n")
+    with pytest.raises(SystemExit, match=r"bad.jsonl: row 1: field 'ground_truth'"):
+        reward.main(["convert-gsm8k", str(bad), str(tmp_path / "x.jsonl")])
+
+
+@pytest.mark.skipif(not GSM8K_SOLUTIONS.exists(), reason="../shared/data not present")
+def test_converted_gsm8k_solutions_match_the_dataset_and_the_rule_verifier():
+    import verify
+    rows = reward.convert_gsm8k_solutions(str(GSM8K_SOLUTIONS))
+    assert len(rows) == 4 * 1319
+    assert abs(sum(r["label"] for r in rows) / len(rows) - 0.379) < 0.001   # the dataset README's 37.9 %
+    agree = sum(verify.verify(r["completion"], r["reference"]) == bool(r["label"]) for r in rows) / len(rows)
+    assert agree > 0.98   # the labels come from the same final answers (about 1 % calculator-bug noise)
+
+
+@pytest.mark.parametrize("fields", [("reference_answer", "label"), ("answer", "gold_correct")])
+def test_reward_eval_cli_on_both_formats(tmp_path, capsys, fields):
+    import data
+    data.build_tiny_model(str(tmp_path / "tiny"))
+    ref, lab = fields
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps({"question": f"{a}+1=?", ref: str(a + 1), "completion": f"#### {a + d}",
+                                       lab: d == 1}) + "\n" for a in range(3) for d in (1, 2)))
+    reward.main(["eval", str(src), "--model", str(tmp_path / "tiny" / "reward"), "--max-length", "64"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 6 and set(out) == {"file", "acc", "precision", "recall", "n"}
+    rm = reward.RewardModel.load(str(tmp_path / "tiny" / "reward"), max_length=64)
+    assert out["acc"] == reward.evaluate(rm, reward.read_labelled(str(src)))["acc"]
+
+
+def test_parse_verdict():
+    assert reward.parse_verdict("The final answer 18 matches.\nVerdict: Yes") is True
+    assert reward.parse_verdict("**Verdict**: **NO**") is False
+    assert reward.parse_verdict("Verdict: no... wait, 2.5 = 5/2.\nVerdict: yes.") is True   # the last one counts
+    assert reward.parse_verdict("Yes.") is True and reward.parse_verdict("No, the student wrote 17.") is False
+    for unclear in ["There is no final answer here", "I cannot tell", "", None, "Yesterday it rained"]:
+        assert reward.parse_verdict(unclear) is None
+
+
+def test_hybrid_labels_keep_agreements_and_count_the_rest():
+    rows = [{"question": "q", "reference": "5", "completion": c, "label": gold}
+            for c, gold in [("#### 5", 1), ("#### 5", 1), ("#### 6", 1), ("#### 6", 0), ("#### 5", 1)]]
+    kept, stats = reward.hybrid_labels(rows, [True, False, False, True, None])
+    assert [(r["completion"], r["label"]) for r in kept] == [("#### 5", 1), ("#### 6", 0)]
+    assert stats["no_verdict"] == 1 and stats["rule_yes_judge_no"] == 1 and stats["rule_no_judge_yes"] == 1
+    assert stats["agreement"] == 0.5 and stats["kept_per_label"] == {"1": 1, "0": 1}
+    assert stats["gold_agreement"] == 0.5   # the kept "#### 6" row was labelled correct in the input
+
+
+def test_read_labelled_without_labels_for_annotation(tmp_path):
+    src = tmp_path / "t.jsonl"
+    src.write_text('{"question": "q", "answer": "1", "completion": "#### 1"}\n')
+    assert reward.read_labelled(str(src), need_label=False)[0]["label"] is None
+    with pytest.raises(ValueError, match="expected fields"):
+        reward.read_labelled(str(src))
+
+
 # ----------------------------------------------------------------------------------------------------
 # cooper.py: pairing rules and the offline assistant
 
@@ -189,6 +266,33 @@ def test_toy_defaults_apply_only_without_policy():
     assert cooper.parse_args(["--lr", "3e-5"]).lr == 3e-5
     real = cooper.parse_args(["--policy", "p", "--reward-model", "r", "--train", "a", "--test", "b"])
     assert real.lr == 1e-6 and real.group_size == 16 and real.beta == 0.001
+
+
+def test_eval_args_name_a_bad_data_spec(capsys):
+    with pytest.raises(SystemExit):
+        cooper.parse_eval_args(["--policy", "p", "--data", "gsm8k.jsonl"])
+    assert "--data expects NAME:FILE, got 'gsm8k.jsonl'" in capsys.readouterr().err
+
+
+def test_benchmark_eval_protocol_and_output(tmp_path, capsys):
+    import data
+    data.build_tiny_model(str(tmp_path / "tiny"))
+    rows = data.make_toy_problems(5, seed=3)
+    (tmp_path / "toy.jsonl").write_text("".join(json.dumps({"question": r["question"], "answer": r["solution"].replace("\n", " ")})
+                                                + "\n" for r in rows))
+    base = ["--policy", str(tmp_path / "tiny" / "policy"), "--data", f"toy:{tmp_path / 'toy.jsonl'}",
+            "--max-new-tokens", "6", "--limit", "4", "--out", str(tmp_path / "eval.json")]
+    args = cooper.parse_eval_args(base + ["--samples", "3"])
+    assert (args.temperature, args.top_p, args.backend) == (0.7, 0.95, "auto")   # the paper's protocol
+    summary = cooper.benchmark_eval(args)
+    r = summary["datasets"]["toy"]
+    assert summary["backend"] == "hf" and r["problems"] == 4 and len(r["correct_per_problem"]) == 4
+    assert r["accuracy"] == sum(r["correct_per_problem"]) / 12
+    assert json.loads((tmp_path / "eval.json").read_text())["datasets"]["toy"]["samples"] == 3
+    assert "| toy | 4 |" in capsys.readouterr().out
+    # temperature 0: the k samples are one greedy answer, so each problem scores 0 or k
+    greedy = cooper.benchmark_eval(cooper.parse_eval_args(base + ["--samples", "2", "--temperature", "0"]))
+    assert set(greedy["datasets"]["toy"]["correct_per_problem"]) <= {0, 2}
 
 
 # ----------------------------------------------------------------------------------------------------
