@@ -13,6 +13,7 @@ The step-t RM update first affects rewards at step t+1, as in the paper's code.
     python cooper.py --reward cooper --steps 200 --seed 0 --out runs/cooper     # embedded toy task + tiny model
     python cooper.py --reward cooper --policy PATH --reward-model PATH --train FILE --test FILE --out DIR
     python cooper.py table runs/default/rule runs/default/rm runs/default/cooper
+    python cooper.py eval --policy DIR/policy --data gsm8k:FILE math500:FILE --samples 8 --out eval.json
 
 Where each equation lives: advantages, PPO loss and KL in grpo.py; VerifyRM template and L_RM in reward.py;
 the rule verifier in verify.py; the pairing rules and the assistant below.
@@ -128,8 +129,9 @@ def assistant_rewrites(questions: list[str], solutions: list[str], args, rng: ra
         return [perturb_solution(s, rng) for s in solutions]
     conversations = [[{"role": "user", "content": NEGATIVE_PROMPT.format(question=q, solution=s)}]
                      for q, s in zip(questions, solutions)]
-    # Paper's code: temperature 0.7, max_tokens = words(positive) + 500.
-    max_tokens = max(len(s.split()) for s in solutions) + 500
+    # Paper's code: temperature 0.7, max_tokens = words(positive) + 500; capped here at twice the policy's own
+    # budget, as a rewrite of about the positive's length needs no more (and a tiny policy's 24 tokens no 500).
+    max_tokens = min(max(len(s.split()) for s in solutions) + 500, 2 * args.max_new_tokens)
     if args.assistant == "openai":
         replies, _ = reward.chat_completions(args.assistant_url, args.assistant_model, conversations,
                                              api_key=os.environ.get(args.assistant_key_env), max_tokens=max_tokens,
@@ -138,7 +140,7 @@ def assistant_rewrites(questions: list[str], solutions: list[str], args, rng: ra
         return replies
     model, tok = hf
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    out = grpo.generate_rollouts(model, tok, prompts, 1, min(max_tokens, args.max_new_tokens * 2), temperature=0.7)
+    out = grpo.generate_rollouts(model, tok, prompts, 1, max_tokens, temperature=0.7)
     return [t if t.strip() else None for t in out.texts]
 
 
@@ -195,8 +197,11 @@ def make_pairs(questions, references, texts, correct, group_size, args, rng, hf=
             else:
                 still.append(i)
         todo = still
+    tried = [a for per_prompt in attempts for a in per_prompt]
     return {"positive_index": pos_idx, "positives": positives, "negatives": negatives, "mask": mask,
-            "attempts": attempts, "no_positive": sum(j is None for j in pos_idx), "no_negative": len(todo)}
+            "attempts": attempts, "no_positive": sum(j is None for j in pos_idx), "no_negative": len(todo),
+            "assistant_failed": sum(neg is None for neg, _ in tried),   # refused, timed out, garbled, empty
+            "negatives_rejected": sum(neg is not None and why is not None for neg, why in tried)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -239,7 +244,8 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
     if args.reward == "cooper":
         pairs = make_pairs(questions, references, rollouts.texts, correct, G, args, rng, hf_assistant)
         mask = torch.tensor(pairs["mask"])
-        rm_stats.update(valid_pairs=int(mask.sum()), no_positive=pairs["no_positive"], no_negative=pairs["no_negative"])
+        rm_stats.update(valid_pairs=int(mask.sum()), **{k: pairs[k] for k in
+                        ("no_positive", "no_negative", "assistant_failed", "negatives_rejected")})
         if mask.sum() > 0:
             rm.model.train()
             for _ in range(args.rm_steps):
@@ -671,6 +677,116 @@ def summarize_reproduction(root: str, modes=("rule", "rm", "cooper")) -> str:
     return text
 
 
+# ----------------------------------------------------------------------------------------------------
+# Benchmark evaluation in the paper's protocol: k samples per problem at temperature 0.7, top-p 0.95;
+# accuracy = the rule verdict averaged over every sample of every problem (avg@k), per dataset.
+
+def parse_eval_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="cooper.py eval", description="benchmark accuracy of a policy, paper protocol")
+    p.add_argument("--policy", required=True, help="HF model folder (a trained run's DIR/policy)")
+    p.add_argument("--data", nargs="+", required=True, metavar="NAME:FILE",
+                   help="e.g. gsm8k:../shared/data/gsm8k/test.jsonl math500:../shared/data/math500/test.jsonl")
+    p.add_argument("--samples", type=int, default=8, help="k samples per problem")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--limit", type=int, default=None, help="the first N problems of each file")
+    p.add_argument("--batch-size", type=int, default=16, help="problems per HF generate call (x samples rows)")
+    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
+                   help="auto: vLLM when it is installed and a GPU is present, HF generate otherwise")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    args.datasets = []
+    for spec in args.data:
+        name, sep, path = spec.partition(":")
+        if not (sep and name and path):
+            p.error(f"--data expects NAME:FILE, got {spec!r}")
+        args.datasets.append((name, path))
+    if args.samples < 1:
+        p.error(f"--samples must be >= 1, got {args.samples}")
+    return args
+
+
+def sample_hf(policy_path: str, prompts: list[str], k: int, args) -> list[list[str]]:
+    """k sampled completions per chat-formatted prompt with HF generate (grpo.generate_rollouts)."""
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM
+    tokenizer = data.load_tokenizer(policy_path)
+    model = AutoModelForCausalLM.from_pretrained(policy_path).to(args.device).eval()
+    out = []
+    for i in tqdm(range(0, len(prompts), args.batch_size), desc=f"sampling {len(prompts)} x {k}"):
+        texts = grpo.generate_rollouts(model, tokenizer, prompts[i:i + args.batch_size], k, args.max_new_tokens,
+                                       temperature=args.temperature, top_p=args.top_p).texts
+        out += [texts[j:j + k] for j in range(0, len(texts), k)]
+    return out
+
+
+def sample_vllm(policy_path: str, prompts: list[str], k: int, args) -> list[list[str]]:
+    """The same with vLLM. Prompts go in as token ids, tokenised as in HF (add_special_tokens=False), so a
+    tokenizer that adds BOS does not get a second one in front of the chat template's."""
+    from vllm import LLM, SamplingParams
+    tokenizer = data.load_tokenizer(policy_path)
+    llm = LLM(model=policy_path, seed=args.seed)
+    params = SamplingParams(n=k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens,
+                            seed=args.seed)
+    ids = [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts]
+    return [[o.text for o in result.outputs] for result in llm.generate(ids, params, use_tqdm=True)]
+
+
+def benchmark_eval(args) -> dict:
+    """Per dataset: problems, mean accuracy over k samples (the paper's metric), pass@k, and the share of
+    samples with no final answer the verifier can read (a format problem, not a wrong answer)."""
+    import importlib.util
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    try:
+        datasets = [(name, path, data.load_records(path)[:args.limit]) for name, path in args.datasets]
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}")
+    backend = args.backend
+    if backend == "auto":
+        backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
+    tokenizer = data.load_tokenizer(args.policy)
+    results = {}
+    for name, path, records in datasets:
+        t0 = time.time()
+        prompts = [data.chat_prompt(tokenizer, r["question"]) for r in records]
+        sample = sample_vllm if backend == "vllm" else sample_hf
+        completions = sample(args.policy, prompts, args.samples, args)
+        correct = [[verify.verify(c, r["answer"]) for c in cs] for r, cs in zip(records, completions, strict=True)]
+        flat = [c for cs in completions for c in cs]
+        results[name] = {"file": path, "problems": len(records), "samples": args.samples,
+                         "accuracy": sum(map(sum, correct)) / (len(records) * args.samples),   # avg@k
+                         "pass_at_k": sum(any(c) for c in correct) / len(records),
+                         "no_answer": sum(verify.extract_answer(c) is None for c in flat) / len(flat),
+                         "seconds": round(time.time() - t0, 1),
+                         "correct_per_problem": [sum(c) for c in correct],
+                         "example": {"question": records[0]["question"], "answer": records[0]["answer"],
+                                     "completion": completions[0][0]}}
+    summary = {"policy": args.policy, "backend": backend, "samples": args.samples, "temperature": args.temperature,
+               "top_p": args.top_p, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "datasets": results,
+               "average_accuracy": sum(r["accuracy"] for r in results.values()) / len(results)}
+    print(eval_table(summary))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(summary, f, indent=1)
+    return summary
+
+
+def eval_table(summary: dict) -> str:
+    k = summary["samples"]
+    lines = [f"| dataset | problems | mean acc (%, {k} samples) | pass@{k} (%) | no final answer (%) |",
+             "|---|---|---|---|---|"]
+    for name, r in summary["datasets"].items():
+        lines.append(f"| {name} | {r['problems']} | {100 * r['accuracy']:.2f} | {100 * r['pass_at_k']:.2f} | "
+                     f"{100 * r['no_answer']:.2f} |")
+    lines.append(f"| average | | {100 * summary['average_accuracy']:.2f} | | |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
     command, rest = (argv[0], argv[1:]) if argv and not argv[0].startswith("-") else ("train", argv)
     if command == "train":
@@ -684,8 +800,10 @@ def main(argv: list[str]) -> None:
             print(report(run_dir))
     elif command == "summarize":
         print(summarize_reproduction(rest[0]))
+    elif command == "eval":                    # benchmark accuracy, paper protocol
+        benchmark_eval(parse_eval_args(rest))
     else:
-        raise SystemExit(f"error: unknown command {command!r}: use train (the default), prepare, table, report, summarize")
+        raise SystemExit(f"error: unknown command {command!r}: use train (the default), prepare, table, report, summarize, eval")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,241 @@
+"""The OpenAI-compatible client (reward.chat_completions) and what talks to an LLM endpoint through it -
+Cooper's `--assistant openai` and `reward.py annotate --judge openai` - against real local HTTP servers the
+tests start on 127.0.0.1: one that generates with the tiny model, one that stalls, ones that fail.
+
+ChatServer is a minimal /v1/chat/completions server (standard library http.server, one thread per request)
+that also counts what it saw: requests, the most in flight at once, the replies it sent.
+"""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+import cooper
+import grpo
+import reward
+import verify
+
+
+class ChatServer:
+    """behaviour: "generate" (the model's own sampled or greedy reply), "stall" (never answers), "error"
+    (HTTP 500), "garbled" (200 with broken JSON), "refuse" (HTTP 400). fail_first: that many requests get a
+    500 before the behaviour applies. hold: seconds each request stays in flight after its reply is ready."""
+
+    def __init__(self, model=None, tokenizer=None, behaviour="generate", fail_first=0, hold=0.0):
+        self.model, self.tokenizer, self.behaviour = model, tokenizer, behaviour
+        self.fail_first, self.hold = fail_first, hold
+        self.requests, self.in_flight, self.max_in_flight = 0, 0, 0
+        self.replies, self.auth = [], []
+        self.lock, self.generate_lock, self.release = threading.Lock(), threading.Lock(), threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()   # free stalled handlers
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def send(self, code, payload: bytes):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_POST(self):
+                with server.lock:
+                    server.requests += 1
+                    n = server.requests
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                    server.auth.append(self.headers.get("Authorization"))
+                    if self.path != "/v1/chat/completions" or server.behaviour == "refuse":
+                        return self.send(400, b'{"error": {"message": "refused"}}')
+                    if server.behaviour == "stall":
+                        server.release.wait(30)
+                        return
+                    if n <= server.fail_first or server.behaviour == "error":
+                        return self.send(500, b'{"error": {"message": "internal error"}}')
+                    if server.behaviour == "garbled":
+                        return self.send(200, b'{"choices": [{"message": {"content": "half a rep')
+                    self.send(200, json.dumps(server.complete(body)).encode())
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+        return Handler
+
+    def complete(self, body: dict) -> dict:
+        """One chat completion from the model: its own chat template, real generation."""
+        tok = self.tokenizer
+        prompt = tok.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
+        with self.generate_lock:   # one generate at a time: the model is shared by the handler threads
+            out = grpo.generate_rollouts(self.model, tok, [prompt], 1, int(body.get("max_tokens", 64)),
+                                         temperature=float(body.get("temperature", 1.0)))
+        time.sleep(self.hold)
+        text, used = out.texts[0], int(out.response_mask.sum())
+        finished = bool((out.response_ids[0, :used] == tok.eos_token_id).any())
+        with self.lock:
+            self.replies.append(text)
+        return {"id": f"chatcmpl-{self.requests}", "object": "chat.completion", "model": body.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop" if finished else "length"}],
+                "usage": {"prompt_tokens": int(out.prompt_mask.sum()), "completion_tokens": used}}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The embedded toy start (a policy that writes `a+b=c\\n#### c`), loaded: (dir, model, tokenizer)."""
+    from transformers import AutoModelForCausalLM
+    import data
+    toy_dir = tmp_path_factory.mktemp("toy")
+    cooper.prepare_toy(str(toy_dir), **cooper.TEST_TOY)
+    tok = data.load_tokenizer(str(toy_dir / "policy"))
+    return toy_dir, AutoModelForCausalLM.from_pretrained(str(toy_dir / "policy")).eval(), tok
+
+
+def ask(n, text="12+5=?"):
+    return [[{"role": "user", "content": f"{text} ({i})"}] for i in range(n)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The client
+
+def test_replies_are_the_models_own_generation(toy):
+    _, model, tok = toy
+    convs = ask(3)
+    with ChatServer(model, tok) as srv:
+        replies, counts = reward.chat_completions(srv.url, "toy", convs, api_key="sk-test", temperature=0.0,
+                                                  max_tokens=24)
+    local = grpo.generate_rollouts(model, tok, [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                                                for c in convs], 1, 24, temperature=0.0).texts
+    assert replies == local and all(r.strip() for r in replies)   # greedy through HTTP == greedy in process
+    assert counts == {"ok": 3, "refused": 0, "error": 0, "garbled": 0, "empty": 0, "timeout": 0, "retries": 0}
+    assert srv.auth == ["Bearer sk-test"] * 3
+
+
+@pytest.mark.parametrize("concurrency,n", [(3, 12), (8, 16)])
+def test_concurrency_limit_holds(toy, concurrency, n):
+    # 8 is above asyncio's default thread pool on a 2-core machine (cpus + 4 = 6): the client must not cap it.
+    _, model, tok = toy
+    with ChatServer(model, tok, hold=0.3) as srv:
+        replies, counts = reward.chat_completions(srv.url, "toy", ask(n), max_tokens=4, concurrency=concurrency)
+    assert counts["ok"] == n and all(isinstance(r, str) for r in replies)
+    assert srv.max_in_flight == concurrency
+
+
+def test_a_stalling_server_times_out_and_masks_every_item():
+    with ChatServer(behaviour="stall") as srv:
+        t0 = time.time()
+        replies, counts = reward.chat_completions(srv.url, "m", ask(3), timeout=0.5, retries=1, backoff=0.05)
+        elapsed = time.time() - t0
+    assert replies == [None] * 3
+    assert counts["timeout"] == 3 and counts["retries"] == 3 and counts["ok"] == 0
+    assert srv.requests == 6 and elapsed < 5   # 2 tries x 0.5 s each, in parallel
+
+
+@pytest.mark.parametrize("behaviour,key", [("error", "error"), ("garbled", "garbled")])
+def test_a_failing_server_is_retried_with_backoff_then_masked(behaviour, key):
+    with ChatServer(behaviour=behaviour) as srv:
+        t0 = time.time()
+        replies, counts = reward.chat_completions(srv.url, "m", ask(2), retries=2, backoff=0.2)
+        elapsed = time.time() - t0
+    assert replies == [None, None] and counts[key] == 2 and counts["retries"] == 4
+    assert srv.requests == 6 and elapsed >= 0.2 + 0.4   # backoff 0.2 s, then 0.4 s
+
+
+def test_a_refusal_is_not_retried_and_a_transient_error_recovers(toy):
+    with ChatServer(behaviour="refuse") as srv:
+        replies, counts = reward.chat_completions(srv.url, "m", ask(2), retries=3, backoff=0.01)
+    assert replies == [None, None] and counts["refused"] == 2 and srv.requests == 2
+    _, model, tok = toy
+    with ChatServer(model, tok, fail_first=1) as srv:
+        replies, counts = reward.chat_completions(srv.url, "toy", ask(1), max_tokens=8, retries=2, backoff=0.01)
+    assert isinstance(replies[0], str) and counts["ok"] == 1 and counts["retries"] == 1 and srv.requests == 2
+
+
+def test_no_server_at_all_is_an_error_not_a_crash():
+    replies, counts = reward.chat_completions("http://127.0.0.1:9/v1", "m", ask(2), retries=1, backoff=0.01)
+    assert replies == [None, None] and counts["error"] == 2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cooper's assistant through the endpoint
+
+def test_openai_assistant_negatives_are_generated_and_checked(toy):
+    _, model, tok = toy
+    args = cooper.parse_args(["--assistant", "openai", "--assistant-model", "toy", "--positive", "first"])
+    problems = [(a, b) for a in (3, 7, 12, 15) for b in (4, 9)]
+    questions, references = [f"{a}+{b}=?" for a, b in problems], [str(a + b) for a, b in problems]
+    texts = [f"{a}+{b}={a + b}\n#### {a + b}" for a, b in problems]   # one correct rollout per prompt (G = 1)
+    torch.manual_seed(0)
+    with ChatServer(model, tok) as srv:
+        args.assistant_url = srv.url
+        pairs = cooper.make_pairs(questions, references, texts, [True] * len(texts), 1, args, None)
+    valid = [m == 1.0 for m in pairs["mask"]]
+    assert sum(valid) >= 2, pairs   # the toy policy does write `#### n` rewrites, most with another n
+    for i, ok in enumerate(valid):
+        if ok:   # an accepted negative is the server's text, has a final answer, and that answer is wrong
+            assert pairs["negatives"][i] in srv.replies
+            assert cooper.negative_rejection(pairs["negatives"][i], texts[i], references[i]) is None
+            assert not verify.verify(pairs["negatives"][i], references[i])
+    # every request was answered and every answer judged: accepted + rejected == requests
+    assert pairs["assistant_failed"] == 0 and sum(valid) + pairs["negatives_rejected"] == srv.requests
+    assert pairs["no_negative"] == len(problems) - sum(valid)
+
+
+@pytest.mark.parametrize("behaviour", ["generate", "refuse"])
+def test_one_cooper_step_with_an_openai_assistant(toy, tmp_path, behaviour):
+    toy_dir, model, tok = toy
+    with ChatServer(model, tok, behaviour=behaviour) as srv:
+        args = cooper.parse_args(["--reward", "cooper", "--steps", "1", "--out", str(tmp_path / "run"),
+                                  "--toy-dir", str(toy_dir), "--eval-size", "4", "--prompts-per-step", "16",
+                                  "--group-size", "4", "--assistant", "openai", "--assistant-url", srv.url,
+                                  "--assistant-model", "toy", "--assistant-timeout", "20"])
+        cooper.train(args)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert row["valid_pairs"] + row["no_positive"] + row["no_negative"] == 16
+    assert torch.isfinite(torch.tensor(row["pg_loss"]))
+    # 64 rollouts of the toy start hold a rule-correct one (seeded), so the assistant was asked
+    assert row["no_positive"] < 16 and srv.requests > 0
+    if behaviour == "refuse":    # every request refused: counted, masked, and the step still ran
+        assert row["valid_pairs"] == 0 and row["assistant_failed"] == srv.requests and row["rm_loss"] is None
+    else:
+        assert row["assistant_failed"] == 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# The LLM judge through the endpoint
+
+def test_annotate_with_an_openai_judge_counts_every_row(toy, tmp_path, capsys):
+    _, model, tok = toy
+    src = tmp_path / "triples.jsonl"
+    src.write_text("".join(json.dumps({"question": f"{a}+2=?", "reference_answer": str(a + 2),
+                                       "completion": f"{a}+2={a + 2 + d}\n#### {a + 2 + d}"}) + "\n"
+                           for a in range(4) for d in (0, 1)))
+    out = tmp_path / "kept.jsonl"
+    with ChatServer(model, tok) as srv:
+        reward.main(["annotate", str(src), str(out), "--judge", "openai", "--judge-url", srv.url,
+                     "--judge-model", "toy", "--judge-max-tokens", "16"])
+    stats = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert srv.requests == 8 and stats["requests"]["ok"] + stats["requests"]["empty"] == 8
+    # the toy policy answers in sums, not Yes/No: its replies carry no verdict, are dropped, and counted
+    assert stats["no_verdict"] + stats["agree"] + stats["rule_yes_judge_no"] + stats["rule_no_judge_yes"] == 8
+    assert len(out.read_text().splitlines()) == stats["agree"]
