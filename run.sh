@@ -21,6 +21,9 @@ if ! cmp -s requirements.txt "$stamp"; then
   # torch first and alone: a bare `pip install transformers` could otherwise pull a different torch build.
   "$PY" -m pip install -q $(grep '^torch==' requirements.txt) ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
   "$PY" -m pip install -q -r requirements.txt
+  # packages whose declared dependencies must not be installed (see the comment in requirements.txt)
+  nodeps=$(sed -n 's/^#no-deps //p' requirements.txt)
+  [ -z "$nodeps" ] || "$PY" -m pip install -q --no-deps $nodeps
   cp requirements.txt "$stamp"
 fi
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
