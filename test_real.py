@@ -80,7 +80,7 @@ def test_smollm2_as_the_hf_assistant_writes_negatives_that_are_checked(smol):
     # one try each: every rewrite was generated (none empty) and either accepted or rejected by the rule
     assert pairs["assistant_failed"] == 0 and sum(pairs["mask"]) + pairs["negatives_rejected"] == 2
     for neg, pos, ref, m in zip(pairs["negatives"], positives, ["7", "12"], pairs["mask"]):
-        assert (m == 1.0) == bool(neg) and (not neg or cooper.negative_is_valid(neg, pos, ref))
+        assert (m == 1.0) == bool(neg) and (not neg or cooper.negative_rejection(neg, pos, ref) is None)
 
 
 def test_one_cooper_step_with_smollm2_as_policy_verifyrm_and_assistant(smol, tmp_path):
