@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import cooper
+import data
 import grpo
 import reward
 import verify
@@ -104,15 +105,15 @@ class ChatServer:
 def toy(tmp_path_factory):
     """The embedded toy start (a policy that writes `a+b=c\\n#### c`), loaded: (dir, model, tokenizer)."""
     from transformers import AutoModelForCausalLM
-    import data
     toy_dir = tmp_path_factory.mktemp("toy")
     cooper.prepare_toy(str(toy_dir), **cooper.TEST_TOY)
     tok = data.load_tokenizer(str(toy_dir / "policy"))
     return toy_dir, AutoModelForCausalLM.from_pretrained(str(toy_dir / "policy")).eval(), tok
 
 
-def ask(n, text="12+5=?"):
-    return [[{"role": "user", "content": f"{text} ({i})"}] for i in range(n)]
+def ask(n):
+    """n distinct toy questions, asked the way the toy policy was trained (so it answers, not stays silent)."""
+    return [[{"role": "user", "content": f"{i % 20}+{i // 20 + 3}=?\n{data.ANSWER_INSTRUCTION}"}] for i in range(n)]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -126,8 +127,10 @@ def test_replies_are_the_models_own_generation(toy):
                                                   max_tokens=24)
     local = grpo.generate_rollouts(model, tok, [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
                                                 for c in convs], 1, 24, temperature=0.0).texts
-    assert replies == local and all(r.strip() for r in replies)   # greedy through HTTP == greedy in process
-    assert counts == {"ok": 3, "refused": 0, "error": 0, "garbled": 0, "empty": 0, "timeout": 0, "retries": 0}
+    # greedy through HTTP == greedy in process; an empty reply (EOS first) comes back as None, counted "empty"
+    assert replies == [t if t.strip() else None for t in local] and any(replies)
+    assert counts["ok"] == sum(r is not None for r in replies) and counts["ok"] + counts["empty"] == 3
+    assert counts["error"] + counts["garbled"] + counts["timeout"] + counts["refused"] + counts["retries"] == 0
     assert srv.auth == ["Bearer sk-test"] * 3
 
 
@@ -137,7 +140,7 @@ def test_concurrency_limit_holds(toy, concurrency, n):
     _, model, tok = toy
     with ChatServer(model, tok, hold=0.3) as srv:
         replies, counts = reward.chat_completions(srv.url, "toy", ask(n), max_tokens=4, concurrency=concurrency)
-    assert counts["ok"] == n and all(isinstance(r, str) for r in replies)
+    assert counts["ok"] + counts["empty"] == n == srv.requests and counts["retries"] == 0
     assert srv.max_in_flight == concurrency
 
 
@@ -167,7 +170,8 @@ def test_a_refusal_is_not_retried_and_a_transient_error_recovers(toy):
     assert replies == [None, None] and counts["refused"] == 2 and srv.requests == 2
     _, model, tok = toy
     with ChatServer(model, tok, fail_first=1) as srv:
-        replies, counts = reward.chat_completions(srv.url, "toy", ask(1), max_tokens=8, retries=2, backoff=0.01)
+        replies, counts = reward.chat_completions(srv.url, "toy", ask(1), temperature=0.0, max_tokens=8, retries=2,
+                                                  backoff=0.01)
     assert isinstance(replies[0], str) and counts["ok"] == 1 and counts["retries"] == 1 and srv.requests == 2
 
 
