@@ -17,7 +17,6 @@ PY="$VENV/bin/python"
 stamp="$VENV/.cooper-requirements"
 if ! cmp -s requirements.txt "$stamp"; then
   echo "installing pinned dependencies into $VENV ..."
-  "$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   # torch first and alone: a bare `pip install transformers` could otherwise pull a different torch build.
   "$PY" -m pip install -q $(grep '^torch==' requirements.txt) ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
   "$PY" -m pip install -q -r requirements.txt
@@ -28,6 +27,25 @@ if ! cmp -s requirements.txt "$stamp"; then
 fi
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
+# Train every mode for seeds 0..$2-1, $4 runs at a time with one thread each (on 2 cores, several one-thread
+# runs beat one two-thread run); each run's log sits next to its folder: $1/<mode>/seed<k>.log
+train_modes() {   # out seeds steps jobs [more cooper.py args]
+  local out=$1 seeds=$2 steps=$3 jobs=$4
+  shift 4
+  "$PY" cooper.py prepare
+  for seed in $(seq 0 $((seeds - 1))); do
+    for mode in rule rm cooper; do
+      mkdir -p "$out/$mode"
+      ( OMP_NUM_THREADS=1 "$PY" cooper.py --reward "$mode" --seed "$seed" --steps "$steps" --out "$out/$mode/seed$seed" \
+          "$@" >"$out/$mode/seed$seed.log" 2>&1 && echo "done: --reward $mode --seed $seed" ) \
+        || echo "FAILED: --reward $mode --seed $seed (see $out/$mode/seed$seed.log)" &
+      while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    done
+  done
+  wait
+  for mode in rule rm cooper; do "$PY" cooper.py report "$out/$mode"/seed*/ >/dev/null; done
+}
+
 case "${1:-default}" in
   test)
     shift
@@ -35,33 +53,15 @@ case "${1:-default}" in
     ;;
   default)
     out=runs/default
-    "$PY" cooper.py prepare
-    for mode in rule rm cooper; do
-      "$PY" cooper.py --reward "$mode" --steps "${STEPS:-120}" --seed 0 --out "$out/$mode"
-    done
-    "$PY" cooper.py report "$out/rule" "$out/rm" "$out/cooper" >/dev/null
+    train_modes "$out" 1 "${STEPS:-120}" 3
     echo
-    "$PY" cooper.py table "$out/rule" "$out/rm" "$out/cooper" | tee "$out/table.md"
-    echo "reports: $out/<mode>/report.md and report.png"
+    "$PY" cooper.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
+    echo "per-run reports: $out/<mode>/seed0/report.md and report.png"
     ;;
   reproduce)
     shift
     out=${OUT:-runs/reproduce}
-    "$PY" cooper.py prepare
-    one_run() {   # mode seed [more cooper.py args]; its log next to its run folder
-      mkdir -p "$out/$1"
-      OMP_NUM_THREADS=1 "$PY" cooper.py --reward "$1" --seed "$2" --steps "${STEPS:-150}" --out "$out/$1/seed$2" \
-        "${@:3}" >"$out/$1/seed$2.log" 2>&1 || echo "FAILED: --reward $1 --seed $2 (see $out/$1/seed$2.log)"
-    }
-    # JOBS runs at a time (default 2), one thread each: on 2 cores this beats one run on two threads.
-    for seed in $(seq 0 $(( ${SEEDS:-3} - 1 ))); do
-      for mode in rule rm cooper; do
-        one_run "$mode" "$seed" "$@" &
-        while [ "$(jobs -rp | wc -l)" -ge "${JOBS:-2}" ]; do wait -n || true; done
-      done
-    done
-    wait
-    for mode in rule rm cooper; do "$PY" cooper.py report "$out/$mode"/seed*/ >/dev/null; done
+    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-2}" "$@"
     "$PY" cooper.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
     ;;
