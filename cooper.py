@@ -240,7 +240,8 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
     rm_stats, pairs = {"rm_loss": None, "valid_pairs": 0}, None
     if rm is not None:   # how well the RM separates the rule-verified rollouts it just scored
         m = reward.classification_metrics(rewards, torch.tensor(correct))
-        rm_stats.update(rm_acc_rollouts=m["acc"], rm_precision_rollouts=m["precision"], rm_recall_rollouts=m["recall"])
+        rm_stats.update(rm_acc_rollouts=m["acc"], rm_bacc_rollouts=m["balanced_acc"],
+                        rm_precision_rollouts=m["precision"], rm_recall_rollouts=m["recall"])
     if args.reward == "cooper":
         pairs = make_pairs(questions, references, rollouts.texts, correct, G, args, rng, hf_assistant)
         mask = torch.tensor(pairs["mask"])
@@ -520,7 +521,8 @@ def train(args) -> dict:
             evals.append((step, m["test_acc"]))
             if rm_eval_rows:
                 rm_m = reward.evaluate(rm, rm_eval_rows)
-                m.update(rm_acc=rm_m["acc"], rm_precision=rm_m["precision"], rm_recall=rm_m["recall"])
+                m.update(rm_acc=rm_m["acc"], rm_bacc=rm_m["balanced_acc"], rm_precision=rm_m["precision"],
+                         rm_recall=rm_m["recall"])
         if args.sample_every and (step % args.sample_every == 0 or step == 1):
             for record in sample_records(questions, references, details, args.group_size, args.sample_prompts):
                 samples.write(json.dumps({"step": step, **record}) + "\n")
@@ -599,14 +601,15 @@ def report(run_dir: str) -> str:
     rows, config = read_metrics(run_dir), json.load(open(os.path.join(run_dir, "config.json")))
     panels = [("reward paid vs rule-verified accuracy", ["reward_mean", "rule_acc", "test_acc"]),
               ("KL to the reference policy", ["kl"]), ("reward-model pairwise loss", ["rm_loss"]),
-              ("reward-model accuracy", ["rm_acc", "rm_acc_rollouts"]), ("valid pairs per step", ["valid_pairs"]),
+              ("reward-model balanced accuracy", ["rm_bacc", "rm_bacc_rollouts"]),
+              ("valid pairs per step", ["valid_pairs"]),
               ("reward paid - rule accuracy", ["hack_gap"])]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     for ax, (title, keys) in zip(axes.flat, panels):
         for key in keys:
             x, y = series(rows, key)
             if y:
-                ax.plot(x, y, "o-" if key in ("test_acc", "rm_acc") else "-", label=key, lw=1.2, ms=3)
+                ax.plot(x, y, "o-" if key in ("test_acc", "rm_bacc") else "-", label=key, lw=1.2, ms=3)
         if title.startswith("reward paid -"):
             ax.axhline(config["hack_gap"], color="red", ls="--", lw=0.8, label="monitor threshold")
         ax.set_title(title, fontsize=10)
@@ -621,7 +624,7 @@ def report(run_dir: str) -> str:
     def at(key, which):
         _, y = series(rows, key)
         return f"{y[which]:.3f}" if y else "-"
-    keys = ["reward_mean", "rule_acc", "test_acc", "kl", "rm_loss", "rm_acc", "rm_acc_rollouts", "valid_pairs"]
+    keys = ["reward_mean", "rule_acc", "test_acc", "kl", "rm_loss", "rm_bacc", "rm_bacc_rollouts", "valid_pairs"]
     lines = [f"# Run report: {run_dir}", "", f"`--reward {config['reward']}`, seed {config['seed']}, {len(rows)} steps.", "",
              "| metric | first | last |", "|---|---|---|"]
     lines += [f"| {k} | {at(k, 0)} | {at(k, -1)} |" for k in keys]

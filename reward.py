@@ -157,15 +157,19 @@ class RewardModel:
 
 
 def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> dict:
-    """Accuracy, precision and recall of `scores >= threshold` against 0/1 labels.
+    """Accuracy, precision, recall and balanced accuracy of `scores >= threshold` against 0/1 labels.
+    Balanced accuracy, the mean of the recalls of both labels (of the one present, if only one is), does
+    not move when the base rate does - as it does during RL, when the policy's accuracy changes.
     >>> classification_metrics(torch.tensor([0.9, 0.2, 0.7]), torch.tensor([1, 0, 0]))
-    {'acc': 0.6667, 'precision': 0.5, 'recall': 1.0, 'n': 3}
+    {'acc': 0.6667, 'precision': 0.5, 'recall': 1.0, 'balanced_acc': 0.75, 'n': 3}
     """
     pred, gold = scores >= threshold, labels.bool()
-    tp = (pred & gold).sum().item()
+    tp, tn = (pred & gold).sum().item(), (~pred & ~gold).sum().item()
+    n_pos, n_neg = gold.sum().item(), (~gold).sum().item()
+    recalls = [r for r, n in ((tp / max(n_pos, 1), n_pos), (tn / max(n_neg, 1), n_neg)) if n]
     return {"acc": round((pred == gold).float().mean().item(), 4) if len(gold) else 0.0,
-            "precision": round(tp / max(pred.sum().item(), 1), 4),
-            "recall": round(tp / max(gold.sum().item(), 1), 4), "n": len(gold)}
+            "precision": round(tp / max(pred.sum().item(), 1), 4), "recall": round(tp / max(n_pos, 1), 4),
+            "balanced_acc": round(sum(recalls) / len(recalls), 4) if recalls else 0.0, "n": len(gold)}
 
 
 # ----------------------------------------------------------------------------------------------------

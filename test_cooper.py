@@ -90,7 +90,11 @@ def test_rm_step_skips_a_non_finite_gradient():
 
 def test_classification_metrics():
     m = reward.classification_metrics(torch.tensor([0.9, 0.6, 0.4, 0.1]), torch.tensor([1, 0, 1, 0]))
-    assert m == {"acc": 0.5, "precision": 0.5, "recall": 0.5, "n": 4}
+    assert m == {"acc": 0.5, "precision": 0.5, "recall": 0.5, "balanced_acc": 0.5, "n": 4}
+    # a shifted base rate: all-"wrong" predictions score acc 0.9 but balanced accuracy 0.5
+    m = reward.classification_metrics(torch.zeros(10), torch.tensor([1] + [0] * 9))
+    assert m["acc"] == 0.9 and m["balanced_acc"] == 0.5
+    assert reward.classification_metrics(torch.tensor([0.9, 0.1]), torch.tensor([1, 1]))["balanced_acc"] == 0.5
 
 
 def test_read_labelled_accepts_both_formats_and_names_a_bad_row(tmp_path):
@@ -333,7 +337,7 @@ def test_few_steps_of_each_mode(toy_start, tmp_path, mode):
     if mode == "rule":
         assert not (out / "reward").exists() and "rm_acc" not in rows[-1]
         return
-    assert 0 <= rows[-1]["rm_acc"] <= 1 and all(0 <= r["rm_acc_rollouts"] <= 1 for r in rows)
+    assert 0 <= rows[-1]["rm_bacc"] <= 1 and all(0 <= r["rm_bacc_rollouts"] <= 1 for r in rows)
     rm_before, rm_after = _params(toy_start / "reward"), _params(out / "reward")
     rm_changed = any(not torch.equal(rm_before[k], rm_after[k]) for k in rm_before)
     if mode == "rm":
