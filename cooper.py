@@ -14,6 +14,8 @@ The step-t RM update first affects rewards at step t+1, as in the paper's code.
     python cooper.py --reward cooper --policy PATH --reward-model PATH --train FILE --test FILE --out DIR
     python cooper.py table runs/default/rule runs/default/rm runs/default/cooper
     python cooper.py eval --policy DIR/policy --data gsm8k:FILE math500:FILE --samples 8 --out eval.json
+    torchrun --nproc_per_node 8 cooper.py ... [--rollout vllm]      # one node, data parallel (distributed.py)
+    python cooper.py --resume runs/cooper                              # continue a run saved with --save-every N
 
 Where each equation lives: advantages, PPO loss and KL in grpo.py; VerifyRM template and L_RM in reward.py;
 the rule verifier in verify.py; the pairing rules and the assistant below.
@@ -31,6 +33,7 @@ import time
 import torch
 
 import data
+import distributed
 import grpo
 import reward
 import verify
@@ -55,6 +58,9 @@ DEFAULTS = dict(
     eval_every=20, eval_size=256, save_every=0, hack_gap=0.25, hack_patience=10,
     rm_eval=None,           # labelled file (Cooper or VerifyBench format) scored every eval; the toy makes its own
     sample_every=10, sample_prompts=2, tensorboard=False,
+    rollout="hf",           # hf (generate) | vllm (a vllm.LLM per rank, refreshed after each update)
+    vllm_gpu_memory=0.3,    # the engine's share of device memory (weights + KV cache); training uses the rest
+    resume=None,            # a run folder: continue from its latest checkpoint (written every --save-every steps)
     toy_dir="runs/toy", device="cuda" if torch.cuda.is_available() else "cpu",
 )
 TOY_DEFAULTS = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4, warmup_steps=0, beta=0.05,
@@ -73,6 +79,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.add_argument(flag, type=int if key == "micro_batch_size" else kind, default=value)
     p.set_defaults(**({} if "--policy" in argv else TOY_DEFAULTS))
     args = p.parse_args(argv)
+    if args.resume:   # the run's saved config, overridden only by the flags given now
+        try:
+            with open(os.path.join(args.resume, "config.json")) as f:
+                p.set_defaults(**{k: v for k, v in json.load(f).items() if k != "resume"})
+        except (OSError, ValueError) as err:
+            p.error(f"--resume {args.resume}: cannot read its config.json ({err})")
+        args = p.parse_args(argv)
+        args.out = args.resume
+    if args.rollout not in ("hf", "vllm"):
+        p.error(f"--rollout must be hf or vllm, got {args.rollout!r}")
     if args.reward not in ("rule", "rm", "cooper"):
         p.error(f"--reward must be rule, rm or cooper, got {args.reward!r}")
     if args.policy and not (args.train and args.test):
@@ -123,10 +139,11 @@ def perturb_solution(solution: str, rng: random.Random) -> str:
     return solution[:target.start()] + new + tail
 
 
-def assistant_rewrites(questions: list[str], solutions: list[str], args, rng: random.Random, hf=None) -> list:
-    """One candidate negative per (question, solution); None where the backend gave nothing usable."""
+def assistant_rewrites(questions: list[str], solutions: list[str], args, rngs: list, hf=None) -> list:
+    """One candidate negative per (question, solution); None where the backend gave nothing usable.
+    rngs: one random.Random per prompt, so a prompt's rewrite does not depend on the other prompts."""
     if args.assistant == "perturb":
-        return [perturb_solution(s, rng) for s in solutions]
+        return [perturb_solution(s, rng) for s, rng in zip(solutions, rngs)]
     conversations = [[{"role": "user", "content": NEGATIVE_PROMPT.format(question=q, solution=s)}]
                      for q, s in zip(questions, solutions)]
     # Paper's code: temperature 0.7, max_tokens = words(positive) + 500; capped here at twice the policy's own
@@ -175,19 +192,21 @@ def choose_positive(correct: list[bool], mode: str, rng: random.Random) -> int |
     return idx[0] if mode == "first" else rng.choice(idx)
 
 
-def make_pairs(questions, references, texts, correct, group_size, args, rng, hf=None) -> dict:
+def make_pairs(questions, references, texts, correct, group_size, args, rngs, hf=None) -> dict:
     """Stage 2 data: per prompt one (positive, negative) pair and its mask m_i (0: no positive, or no
     accepted negative after --negative-tries attempts, as in the paper's code). `attempts[i]` lists
-    (candidate, reason rejected or None) for prompt i, for the sample dumps."""
+    (candidate, reason rejected or None) for prompt i, for the sample dumps. rngs: one random.Random per
+    prompt (seeded from the prompt's place in the step, see distributed.py), for the positive and rewrite."""
     B = len(questions)
-    pos_idx = [choose_positive(correct[i * group_size:(i + 1) * group_size], args.positive, rng) for i in range(B)]
+    pos_idx = [choose_positive(correct[i * group_size:(i + 1) * group_size], args.positive, rngs[i]) for i in range(B)]
     positives = [texts[i * group_size + j] if j is not None else "" for i, j in enumerate(pos_idx)]
     negatives, mask, attempts = [""] * B, [0.0] * B, [[] for _ in range(B)]
     todo = [i for i in range(B) if pos_idx[i] is not None]
     for _ in range(args.negative_tries):
         if not todo:
             break
-        candidates = assistant_rewrites([questions[i] for i in todo], [positives[i] for i in todo], args, rng, hf)
+        candidates = assistant_rewrites([questions[i] for i in todo], [positives[i] for i in todo], args,
+                                        [rngs[i] for i in todo], hf)
         still = []
         for i, neg in zip(todo, candidates):
             reason = negative_rejection(neg, positives[i], references[i])
@@ -208,14 +227,21 @@ def make_pairs(questions, references, texts, correct, group_size, args, rng, hf=
 # One Cooper step
 
 def cooper_step(step, questions, references, policy, ref_policy, tokenizer, optimizer, scheduler,
-                rm, rm_optimizer, args, rng, hf_assistant=None) -> tuple[dict, dict]:
-    """One training step. Returns (metrics for metrics.jsonl, the step's rollouts/rewards/pairs for dumps)."""
+                rm, rm_optimizer, args, seeds, hf_assistant=None, policy_ddp=None, rm_ddp=None,
+                llm=None) -> tuple[dict, dict]:
+    """One training step over this rank's prompts. Returns (metrics for metrics.jsonl, the step's
+    rollouts/rewards/pairs for dumps). seeds: one per prompt (distributed.derive_seed), for its rollouts and
+    its pair; policy_ddp / rm_ddp: the DDP views that train under torchrun (None in one process);
+    llm: the vLLM engine of --rollout vllm."""
     G = args.group_size
     t0 = time.time()
     # 1. Rollout: G samples per prompt; rows i*G .. i*G+G-1 belong to prompt i.
     prompts = [data.chat_prompt(tokenizer, q) for q in questions]
-    rollouts = grpo.generate_rollouts(policy, tokenizer, prompts, G, args.max_new_tokens,
-                                      temperature=args.temperature, top_p=args.top_p)
+    if llm is not None:
+        rollouts, engine_logp = distributed.vllm_rollouts(llm, tokenizer, prompts, G, seeds,
+                                                          grpo._eos_ids(policy, tokenizer), args, args.device)
+    else:
+        rollouts, engine_logp = distributed.seeded_rollouts(policy, tokenizer, prompts, G, seeds, args), None
     q_rep = [q for q in questions for _ in range(G)]
     ref_rep = [r for r in references for _ in range(G)]
     correct = [verify.verify(text, ref) for text, ref in zip(rollouts.texts, ref_rep)]
@@ -235,40 +261,59 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
 
     # 4. Group-relative advantages.
     advantages = grpo.group_advantages(rewards, G).to(ref_logp.device)
+    mask = rollouts.response_mask
+    tokens, old_logp, gap = mask.sum().item(), None, {}
+    if engine_logp is not None:   # the sampler's log-probs vs the trainer's, same tokens, same weights
+        with torch.no_grad():
+            old_logp = grpo.response_logprobs(policy, rollouts, temperature=args.temperature)
+        gap["rollout_logp_gap"] = ((engine_logp - old_logp).abs() * mask).sum().item() / max(tokens, 1)
 
     # 5. Stage 2: reward-model update on (positive, negative) pairs - Cooper only; rm mode keeps it frozen.
     rm_stats, pairs = {"rm_loss": None, "valid_pairs": 0}, None
-    if rm is not None:   # how well the RM separates the rule-verified rollouts it just scored
-        m = reward.classification_metrics(rewards, torch.tensor(correct))
+    if rm is not None:   # how well the RM separates the rule-verified rollouts it just scored (all ranks')
+        m = reward.classification_metrics(distributed.all_gather(rewards),
+                                          distributed.all_gather(torch.tensor(correct, dtype=torch.float32)))
         rm_stats.update(rm_acc_rollouts=m["acc"], rm_bacc_rollouts=m["balanced_acc"],
                         rm_precision_rollouts=m["precision"], rm_recall_rollouts=m["recall"])
     if args.reward == "cooper":
-        pairs = make_pairs(questions, references, rollouts.texts, correct, G, args, rng, hf_assistant)
-        mask = torch.tensor(pairs["mask"])
-        rm_stats.update(valid_pairs=int(mask.sum()), **{k: pairs[k] for k in
+        pairs = make_pairs(questions, references, rollouts.texts, correct, G, args,
+                           [random.Random(s) for s in seeds], hf_assistant)
+        pair_mask = torch.tensor(pairs["mask"])
+        rm_stats.update(valid_pairs=int(pair_mask.sum()), **{k: pairs[k] for k in
                         ("no_positive", "no_negative", "assistant_failed", "negatives_rejected")})
-        if mask.sum() > 0:
+        all_valid = distributed.all_reduce_sum([pair_mask.sum().item()])[0]   # over every rank's prompts
+        if all_valid > 0:
+            rm_train = rm_ddp or rm
+            # this rank's share of L_RM's denominator (sum_i m_i + 1e-6): see distributed.py
+            distributed.set_share(rm_ddp, pair_mask.sum().item() + 1e-6, all_valid + 1e-6)
             rm.model.train()
             for _ in range(args.rm_steps):
-                s_pos = rm.logits(questions, references, pairs["positives"])
-                s_neg = rm.logits(questions, references, pairs["negatives"])
-                loss = reward.pairwise_loss(s_pos, s_neg, mask.to(s_pos.device))
-                grad_norm, stepped = reward.rm_step(rm.model, rm_optimizer, loss, args.max_grad_norm)
+                s_pos = rm_train.logits(questions, references, pairs["positives"])
+                s_neg = rm_train.logits(questions, references, pairs["negatives"])
+                loss = reward.pairwise_loss(s_pos, s_neg, pair_mask.to(s_pos.device))
+                grad_norm, stepped = reward.rm_step(rm_train.model, rm_optimizer, loss, args.max_grad_norm)
             rm_stats.update(rm_loss=loss.item(), rm_grad_norm=grad_norm, rm_skipped=not stepped)
     t_rm = time.time()
 
     # 6. Stage 1: policy update with the step-4 advantages (one epoch, one mini-batch: fully on-policy).
+    # Under torchrun the loss denominator is the whole step's: every rank's tokens (or rollouts).
+    local = tokens if args.loss_agg == "token-mean" else len(rollouts)
+    distributed.set_share(policy_ddp, local, distributed.all_reduce_sum([local])[0])
     policy.train()
-    stats = grpo.policy_step(policy, optimizer, rollouts, advantages, None, ref_logp, beta=args.beta,
+    stats = grpo.policy_step(policy_ddp or policy, optimizer, rollouts, advantages, old_logp, ref_logp, beta=args.beta,
                              max_grad_norm=args.max_grad_norm, micro_batch_size=args.micro_batch_size,
                              scheduler=scheduler, clip_low=args.clip_low, clip_high=args.clip_high,
                              dual_clip=args.dual_clip, agg=args.loss_agg, temperature=args.temperature)
+    t_update = time.time()
+    if llm is not None:
+        distributed.sync_vllm_weights(llm, policy)   # the next rollouts come from the new weights
     lengths = rollouts.response_mask.sum(1)
     metrics = {"step": step, "reward_mean": rewards.mean().item(), "rule_acc": sum(correct) / len(correct),
-               **stats, **rm_stats,
+               **stats, **rm_stats, **gap,
                "zero_var_groups": grpo.zero_variance_groups(rewards, G), "response_len": lengths.float().mean().item(),
-               "lr": optimizer.param_groups[0]["lr"],
-               "time_generate": t_gen - t0, "time_rm": t_rm - t_gen, "time_step": time.time() - t0}
+               "rollouts": len(rollouts), "response_tokens": int(tokens), "lr": optimizer.param_groups[0]["lr"],
+               "time_generate": t_gen - t0, "time_rm": t_rm - t_gen, "time_sync": time.time() - t_update,
+               "time_step": time.time() - t0}
     details = {"prompts": prompts, "texts": rollouts.texts, "rewards": rewards.tolist(), "correct": correct,
                "advantages": advantages.tolist(), "pairs": pairs}
     return metrics, details
@@ -450,9 +495,11 @@ def batch_for_step(records: list, step: int, batch_size: int, seed: int) -> list
 def train(args) -> dict:
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM
+    rank, world, args.device = distributed.init(args.device)   # (0, 1, device) without torchrun
+    main = rank == 0                                             # logs, evaluates and saves
+    share = distributed.rank_share(args.prompts_per_step, rank, world)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
     if args.policy:
         policy_path, rm_path = args.policy, args.reward_model
         load = dict(fmt="auto", question_field=args.question_field, answer_field=args.answer_field,
@@ -462,6 +509,9 @@ def train(args) -> dict:
         except (OSError, ValueError) as err:   # a bad path or row: one line naming it, not a traceback
             raise SystemExit(f"error: {err}")
     else:
+        if main:   # built by one rank; the others then read the cached start
+            prepare_toy(args.toy_dir)
+        distributed.barrier()
         start = prepare_toy(args.toy_dir)
         policy_path, rm_path = os.path.join(args.toy_dir, "policy"), os.path.join(args.toy_dir, "reward")
         train_set, test_set = data.toy_splits(**TOY_TASK)
@@ -469,15 +519,18 @@ def train(args) -> dict:
     if len(train_set) < args.prompts_per_step:
         raise SystemExit(f"error: {args.train or 'toy'}: {len(train_set)} training rows < --prompts-per-step {args.prompts_per_step}")
     test_set = test_set[:args.eval_size]
+    resume = distributed.load_checkpoint(args.out, rank) if args.resume else None
 
     tokenizer = data.load_tokenizer(policy_path)
     policy = AutoModelForCausalLM.from_pretrained(policy_path).to(args.device)
-    ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
+    ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)   # pi_ref is the start, also when resuming
+    if resume:
+        policy = AutoModelForCausalLM.from_pretrained(resume["policy"]).to(args.device)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=args.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(args.warmup_steps, 1)))
     rm = rm_optimizer = None
     if args.reward != "rule":
-        rm = reward.RewardModel.load(rm_path, max_length=args.rm_max_length)
+        rm = reward.RewardModel.load(resume["reward"] if resume else rm_path, max_length=args.rm_max_length)
         rm.model.to(args.device)
         if args.reward == "rm":
             rm.model.requires_grad_(False)
@@ -486,36 +539,65 @@ def train(args) -> dict:
     if args.reward == "cooper" and args.assistant == "hf":
         hf_assistant = (AutoModelForCausalLM.from_pretrained(args.assistant_model).to(args.device).eval(),
                         data.load_tokenizer(args.assistant_model))
+    policy_ddp = distributed.wrap_ddp(policy, args.device)
+    rm_ddp = distributed.ddp_reward_model(rm, args.device) if args.reward == "cooper" else None
+    llm = None
+    if args.rollout == "vllm":
+        llm = distributed.vllm_engine(resume["policy"] if resume else policy_path, policy.dtype, args, world)
 
     rm_eval_rows = None
     if rm is not None:
         rm_eval_path = args.rm_eval or (None if args.policy else os.path.join(args.toy_dir, "rm_eval.jsonl"))
         rm_eval_rows = reward.read_labelled(rm_eval_path) if rm_eval_path else None
 
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(vars(args), f, indent=1)
-    log = open(os.path.join(args.out, "metrics.jsonl"), "w")
-    samples = open(os.path.join(args.out, "samples.jsonl"), "w")
+    monitor = HackingMonitor(args.hack_gap, args.hack_patience)
+    history, first, dumps = [], 1, []
+    if resume:
+        t = resume["trainer"]
+        optimizer.load_state_dict(t["optimizer"])
+        scheduler.load_state_dict(t["scheduler"])
+        if rm_optimizer is not None:
+            rm_optimizer.load_state_dict(t["rm_optimizer"])
+        monitor.__dict__.update(t["monitor"])
+        start_acc, first = t["start_acc"], t["step"] + 1
+        if main:   # what the run had logged up to its checkpoint (one metrics line per step); the rest is redone
+            with open(os.path.join(args.out, "metrics.jsonl")) as f:
+                history = [json.loads(line) for line in f.read().splitlines()[:first - 1]]
+            with open(os.path.join(args.out, "samples.jsonl")) as f:   # [:-1]: a line cut by a kill has no newline
+                dumps = [line for line in f.read().split("\n")[:-1] if json.loads(line)["step"] < first]
+        if resume["rng"] is not None:
+            distributed.set_rng_state(resume["rng"])
+        print(f"[{args.reward}] resumed from {resume['folder']} at step {first}")
+    elif main:
+        start_acc = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
+        print(f"[{args.reward}] step 0 test_acc {start_acc:.3f}")
+    if main:
+        evals = [(0, start_acc)] + [(m["step"], m["test_acc"]) for m in history if "test_acc" in m]
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "config.json"), "w") as f:
+            json.dump(vars(args), f, indent=1)
+        log = open(os.path.join(args.out, "metrics.jsonl"), "w")
+        log.writelines(json.dumps(m) + "\n" for m in history)
+        samples = open(os.path.join(args.out, "samples.jsonl"), "w")
+        samples.writelines(line + "\n" for line in dumps)
     board = None
-    if args.tensorboard:
+    if args.tensorboard and main:
         from torch.utils.tensorboard import SummaryWriter   # optional: needs the tensorboard package
         board = SummaryWriter(os.path.join(args.out, "tensorboard"))
-    monitor = HackingMonitor(args.hack_gap, args.hack_patience)
-    start_acc = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
-    history, evals = [], [(0, start_acc)]
-    print(f"[{args.reward}] step 0 test_acc {start_acc:.3f}")
-    bar = tqdm(range(1, args.steps + 1), desc=f"cooper[{args.reward}]")
+    bar = tqdm(range(first, args.steps + 1), desc=f"cooper[{args.reward}]", initial=first - 1, total=args.steps,
+               disable=not main)
     for step in bar:
-        batch = batch_for_step(train_set, step - 1, args.prompts_per_step, args.seed)
+        batch = batch_for_step(train_set, step - 1, args.prompts_per_step, args.seed)[share]
         questions, references = [r["question"] for r in batch], [r["answer"] for r in batch]
+        seeds = [distributed.derive_seed(args.seed, step, share.start + i) for i in range(len(batch))]
         m, details = cooper_step(step, questions, references, policy, ref_policy, tokenizer, optimizer, scheduler,
-                                 rm, rm_optimizer, args, rng, hf_assistant)
+                                 rm, rm_optimizer, args, seeds, hf_assistant, policy_ddp, rm_ddp, llm)
+        m = distributed.reduce_metrics(m, args.loss_agg)   # this rank's prompts -> the whole step's
         m["hack_gap"] = m["reward_mean"] - m["rule_acc"]
-        warning = monitor.update(step, m["reward_mean"], m["rule_acc"])
+        warning = monitor.update(step, m["reward_mean"], m["rule_acc"]) if main else None
         if warning:
             m["hack_warning"] = warning
-        if step % args.eval_every == 0 or step == args.steps:
+        if main and (step % args.eval_every == 0 or step == args.steps):
             m["test_acc"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
             m["test_acc_sampled"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens, args.temperature)
             evals.append((step, m["test_acc"]))
@@ -523,21 +605,29 @@ def train(args) -> dict:
                 rm_m = reward.evaluate(rm, rm_eval_rows)
                 m.update(rm_acc=rm_m["acc"], rm_bacc=rm_m["balanced_acc"], rm_precision=rm_m["precision"],
                          rm_recall=rm_m["recall"])
-        if args.sample_every and (step % args.sample_every == 0 or step == 1):
+        if main and args.sample_every and (step % args.sample_every == 0 or step == 1):
             for record in sample_records(questions, references, details, args.group_size, args.sample_prompts):
                 samples.write(json.dumps({"step": step, **record}) + "\n")
             samples.flush()
-        if args.save_every and step % args.save_every == 0:
-            save(args.out, policy, tokenizer, rm)
-        history.append(m)
-        log.write(json.dumps(m) + "\n")
-        log.flush()
-        if board is not None:
-            for k, v in m.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    board.add_scalar(k, v, step)
-        bar.set_postfix(reward=f"{m['reward_mean']:.2f}", rule=f"{m['rule_acc']:.2f}", kl=f"{m['kl']:.3f}",
-                        test=f"{evals[-1][1]:.2f}")
+        if main:
+            history.append(m)
+            log.write(json.dumps(m) + "\n")
+            log.flush()
+            if board is not None:
+                for k, v in m.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        board.add_scalar(k, v, step)
+            bar.set_postfix(reward=f"{m['reward_mean']:.2f}", rule=f"{m['rule_acc']:.2f}", kl=f"{m['kl']:.3f}",
+                            test=f"{evals[-1][1]:.2f}")
+        if args.save_every and step % args.save_every == 0:   # everything --resume needs, after the step's logs
+            trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                       "rm_optimizer": rm_optimizer.state_dict() if rm_optimizer else None,
+                       "monitor": dict(monitor.__dict__), "start_acc": start_acc if main else None}
+            distributed.save_checkpoint(args.out, step, policy, tokenizer, rm, trainer, rank)
+    del policy_ddp, rm_ddp   # before the process group goes (distributed.finish)
+    distributed.finish()
+    if not main:
+        return {}
     samples.close()
     if board is not None:
         board.close()

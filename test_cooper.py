@@ -238,13 +238,15 @@ def test_make_pairs_masks_prompts_without_positive_or_negative():
              "#### 5", "#### 3",             # prompt 1: none correct -> no positive
              "#### 6", "#### 1"]             # prompt 2: a correct rollout with no '=' still perturbs
     correct = [False, True, False, False, True, False]
-    pairs = cooper.make_pairs(questions, references, texts, correct, 2, args, random.Random(0))
+    pairs = cooper.make_pairs(questions, references, texts, correct, 2, args,
+                              [random.Random(i) for i in range(3)])
     assert pairs["mask"] == [1.0, 0.0, 1.0] and pairs["positive_index"] == [1, None, 0]
     assert pairs["attempts"][1] == [] and pairs["attempts"][0][-1][1] is None
     assert pairs["positives"][0] == "1+1=2\n#### 2" and pairs["no_positive"] == 1
     args.assistant = "openai"          # an unreachable endpoint: every negative fails and is masked
     args.assistant_url, args.assistant_model, args.negative_tries, args.assistant_retries = "http://127.0.0.1:9/v1", "m", 1, 0
-    pairs = cooper.make_pairs(questions, references, texts, correct, 2, args, random.Random(0))
+    pairs = cooper.make_pairs(questions, references, texts, correct, 2, args,
+                              [random.Random(i) for i in range(3)])
     assert pairs["mask"] == [0.0, 0.0, 0.0] and pairs["no_negative"] == 2
     assert pairs["attempts"][0] == [(None, "the assistant returned nothing")]
 
@@ -302,12 +304,7 @@ def test_benchmark_eval_protocol_and_output(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------------
 # End to end on the tiny model: a few steps of each reward mode from one small start
 
-@pytest.fixture(scope="module")
-def toy_start(tmp_path_factory):
-    toy_dir = tmp_path_factory.mktemp("toy")
-    cooper.prepare_toy(str(toy_dir), **cooper.TEST_TOY)
-    return toy_dir
-
+# toy_start: the small embedded start, built once per test session (conftest.py)
 
 def _params(path):
     from safetensors.torch import load_file

