@@ -115,8 +115,8 @@ def _shared_prefix(model, ids, mask):
     first, copy_of = starts.nonzero().squeeze(1), starts.cumsum(dim=0) - 1
     out = model(input_ids=ids[first], attention_mask=mask[first], position_ids=_positions(mask[first]),
                 use_cache=True, logits_to_keep=1)
-    out.cache.batch_select_indices(copy_of)
-    return out.cache, out.logits[:, -1][copy_of]
+    out.past_key_values.batch_select_indices(copy_of)
+    return out.past_key_values, out.logits[:, -1][copy_of]
 
 
 @torch.no_grad()
@@ -150,7 +150,7 @@ def generate_rollouts(model, tokenizer, prompts: list, group_size: int, max_new_
         ids, mask = prompt_ids[s:s + step], prompt_mask[s:s + step]
         # all prompt tokens but the last go through the cache once per distinct prompt; generate runs the last
         cache = _shared_prefix(model, ids[:, :-1], mask[:, :-1])[0] if width > 1 else None
-        out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=max_new_tokens,
+        out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=max_new_tokens,
                              eos_token_id=eos_ids, pad_token_id=pad_id, top_k=0, repetition_penalty=1.0, **sampling)
         chunks.append(out[:, width:])
     model.train(was_training)
@@ -179,7 +179,7 @@ def response_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, batch
         logits = first_logits.unsqueeze(1)
         if part.response_ids.shape[1] > 1:
             mask = part.attention_mask
-            rest = model(input_ids=part.response_ids[:, :-1], attention_mask=mask[:, :-1], cache=cache,
+            rest = model(input_ids=part.response_ids[:, :-1], attention_mask=mask[:, :-1], past_key_values=cache,
                          position_ids=_positions(mask)[:, part.prompt_ids.shape[1]:-1], use_cache=True).logits
             logits = torch.cat([logits, rest], dim=1)
         logits = logits.float() / temperature
