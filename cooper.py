@@ -241,7 +241,7 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
         rollouts, engine_logp = distributed.vllm_rollouts(llm, tokenizer, prompts, G, seeds,
                                                           grpo._eos_ids(policy, tokenizer), args, args.device)
     else:
-        rollouts, engine_logp = distributed.seeded_rollouts(policy, tokenizer, prompts, G, seeds, args), None
+        rollouts, engine_logp = distributed.hf_rollouts(policy, tokenizer, prompts, G, seeds, args), None
     q_rep = [q for q in questions for _ in range(G)]
     ref_rep = [r for r in references for _ in range(G)]
     correct = [verify.verify(text, ref) for text, ref in zip(rollouts.texts, ref_rep)]

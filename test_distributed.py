@@ -21,13 +21,14 @@ SAME_ROLLOUTS = ("rollouts", "response_tokens", "response_len", "rule_acc", "zer
                  "no_positive", "no_negative")
 
 
-def cooper(args: list, nproc: int = 1, **popen) -> list:
-    """The command line of cooper.py, under torchrun when nproc > 1 (--standalone: a free local port)."""
-    torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
+def cooper(args: list, nproc: int = 0) -> list:
+    """The command line of cooper.py: plain (nproc 0) or under torchrun with nproc processes (--standalone:
+    a free local port)."""
+    torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else []
     return [sys.executable, *torchrun, str(ROOT / "cooper.py"), *args]
 
 
-def run(args: list, nproc: int = 1) -> None:
+def run(args: list, nproc: int = 0) -> None:
     done = subprocess.run(cooper(args, nproc), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -49,7 +50,7 @@ def distance(a: dict, b: dict) -> tuple[float, float]:
 
 @pytest.mark.parametrize("mode,steps", [("rule", 3), ("cooper", 1)])
 def test_two_ranks_train_as_one_process(toy_start, tmp_path, mode, steps):
-    """Same global batch (8 prompts x 4), same seeds: 1 process vs 2 ranks of 4 prompts each.
+    """Same global batch (8 prompts x 4), same seeds: torchrun with 1 process vs 2 ranks of 4 prompts each.
 
     The rollouts are identical (seeded per prompt, not per rank), so what differs is floating-point
     summation order only (each rank sums its own tokens, then the all-reduce adds the two sums); per-step
@@ -57,8 +58,8 @@ def test_two_ranks_train_as_one_process(toy_start, tmp_path, mode, steps):
     difference over the norm of the update: AdamW divides by sqrt(v) + 1e-8, so the few weights whose
     gradient is a near-cancellation of ~1e-8 move by up to lr either way on rounding noise, and no
     elementwise bound is both tight and safe. Measured: policy 1.3e-5 (tolerance 1e-3), reward model
-    3.5e-4 after its two Adam steps (tolerance 1e-2). The usual mistake, DDP's plain average of per-rank
-    means, gives 0.19 and 0.43 on these batches.
+    1.2e-4 after its two Adam steps (tolerance 1e-2). The usual mistake, DDP's plain average of per-rank
+    means, gives 0.16 and 0.35 on these batches.
 
     mode rule: 3 steps, the policy compared (the rule reward is exact). mode cooper: one step, the reward
     model compared after its pairwise update. The cooper policy is not compared: this small start's
@@ -67,7 +68,7 @@ def test_two_ranks_train_as_one_process(toy_start, tmp_path, mode, steps):
     """
     args = RUN + ["--reward", mode, "--steps", str(steps), "--eval-every", str(steps), "--toy-dir", str(toy_start)]
     one, two = tmp_path / "one", tmp_path / "two"
-    run(args + ["--out", str(one)])
+    run(args + ["--out", str(one)], nproc=1)
     run(args + ["--out", str(two)], nproc=2)
     m1, m2 = metrics(one), metrics(two)
     assert [m["step"] for m in m2] == list(range(1, steps + 1))
@@ -88,7 +89,8 @@ def test_two_ranks_train_as_one_process(toy_start, tmp_path, mode, steps):
 
 def test_killed_run_resumes_exactly(toy_start, tmp_path):
     """SIGKILL after step 3 of 5 (checkpoint every 2 steps), --resume: the final parameters of the policy and
-    the reward model and every step's metrics equal the uninterrupted run's bit for bit (timings aside)."""
+    the reward model and every step's metrics equal the uninterrupted run's bit for bit (timings aside).
+    A plain process: its rollouts draw from the global RNG, so this also checks the RNG states saved."""
     args = RUN + ["--reward", "cooper", "--steps", "5", "--save-every", "2", "--eval-every", "3",
                   "--toy-dir", str(toy_start)]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
