@@ -168,7 +168,7 @@ def reduce_metrics(m: dict, agg: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Seeded HF rollouts
+# HF rollouts
 
 def cat_rollouts(parts: list, pad_id: int) -> grpo.Rollouts:
     """Stack Rollouts of different widths: prompts left-padded, responses right-padded, masks 0 there."""
@@ -319,8 +319,9 @@ def save_checkpoint(out: str, step: int, policy, tokenizer, rm, trainer: dict, r
 
 def load_checkpoint(out: str, rank: int) -> dict:
     """{"folder", "policy", "reward", "trainer", "rng"} of the latest complete checkpoint in run folder `out`.
-    "rng" is None when the run is resumed on more ranks than saved it: rollouts and pairs do not read the
-    global generators (derive_seed), so only an assistant that samples (--assistant hf) notices."""
+    "rng" is None when the run is resumed on more ranks than saved it: it then continues correctly but not
+    draw for draw (under torchrun rollouts and pairs come from derive_seed; an --assistant hf still samples
+    from the global generators)."""
     latest = os.path.join(out, "checkpoint", "latest")
     if not os.path.exists(latest):
         raise SystemExit(f"error: --resume {out}: no checkpoint (run with --save-every N to write {latest})")
