@@ -159,7 +159,7 @@ def test_reward_eval_cli_on_both_formats(tmp_path, capsys, fields):
                                        lab: d == 1}) + "\n" for a in range(3) for d in (1, 2)))
     reward.main(["eval", str(src), "--model", str(tmp_path / "tiny" / "reward"), "--max-length", "64"])
     out = json.loads(capsys.readouterr().out)
-    assert out["n"] == 6 and set(out) == {"file", "acc", "precision", "recall", "n"}
+    assert out["n"] == 6 and set(out) == {"file", "acc", "precision", "recall", "balanced_acc", "n"}
     rm = reward.RewardModel.load(str(tmp_path / "tiny" / "reward"), max_length=64)
     assert out["acc"] == reward.evaluate(rm, reward.read_labelled(str(src)))["acc"]
 

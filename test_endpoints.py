@@ -6,6 +6,7 @@ ChatServer is a minimal /v1/chat/completions server (standard library http.serve
 that also counts what it saw: requests, the most in flight at once, the replies it sent.
 """
 import json
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,7 +193,8 @@ def test_openai_assistant_negatives_are_generated_and_checked(toy):
     torch.manual_seed(0)
     with ChatServer(model, tok) as srv:
         args.assistant_url = srv.url
-        pairs = cooper.make_pairs(questions, references, texts, [True] * len(texts), 1, args, None)
+        pairs = cooper.make_pairs(questions, references, texts, [True] * len(texts), 1, args,
+                                  [random.Random(i) for i in range(len(questions))])
     valid = [m == 1.0 for m in pairs["mask"]]
     assert sum(valid) >= 2, pairs   # the toy policy does write `#### n` rewrites, most with another n
     for i, ok in enumerate(valid):

@@ -76,7 +76,8 @@ def test_smollm2_as_the_hf_assistant_writes_negatives_that_are_checked(smol):
     positives = ["Tom starts with 3 apples and buys 4 more, so 3 + 4 = 7.\n#### 7",
                  "Each box holds 6 pens, so 2 boxes hold 2 * 6 = 12 pens.\n#### 12"]
     torch.manual_seed(0)
-    pairs = cooper.make_pairs(questions, ["7", "12"], positives, [True, True], 1, args, random.Random(0), (model, tok))
+    pairs = cooper.make_pairs(questions, ["7", "12"], positives, [True, True], 1, args,
+                              [random.Random(0), random.Random(1)], (model, tok))
     # one try each: every rewrite was generated (none empty) and either accepted or rejected by the rule
     assert pairs["assistant_failed"] == 0 and sum(pairs["mask"]) + pairs["negatives_rejected"] == 2
     for neg, pos, ref, m in zip(pairs["negatives"], positives, ["7", "12"], pairs["mask"]):
