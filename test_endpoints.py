@@ -52,7 +52,14 @@ class ChatServer:
             def log_message(self, *args):
                 pass
 
+            def leave(self):   # once per request, BEFORE the reply goes out: once the client has it, it may send more
+                if self.counted:
+                    self.counted = False
+                    with server.lock:
+                        server.in_flight -= 1
+
             def send(self, code, payload: bytes):
+                self.leave()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -65,6 +72,7 @@ class ChatServer:
                     n = server.requests
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self.counted = True
                 try:
                     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                     server.auth.append(self.headers.get("Authorization"))
@@ -79,8 +87,7 @@ class ChatServer:
                         return self.send(200, b'{"choices": [{"message": {"content": "half a rep')
                     self.send(200, json.dumps(server.complete(body)).encode())
                 finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                    self.leave()
 
         return Handler
 
