@@ -688,7 +688,9 @@ def report(run_dir: str) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows, config = read_metrics(run_dir), json.load(open(os.path.join(run_dir, "config.json")))
+    rows = read_metrics(run_dir)
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
     panels = [("reward paid vs rule-verified accuracy", ["reward_mean", "rule_acc", "test_acc"]),
               ("KL to the reference policy", ["kl"]), ("reward-model pairwise loss", ["rm_loss"]),
               ("reward-model balanced accuracy", ["rm_bacc", "rm_bacc_rollouts"]),
