@@ -164,6 +164,18 @@ def test_reward_eval_cli_on_both_formats(tmp_path, capsys, fields):
     assert out["acc"] == reward.evaluate(rm, reward.read_labelled(str(src)))["acc"]
 
 
+def test_reward_model_cuts_long_inputs_from_the_left_so_the_final_answer_is_read(tmp_path):
+    import data
+    data.build_tiny_model(str(tmp_path / "tiny"), hidden_size=32, num_layers=1)
+    rm = reward.RewardModel.load(str(tmp_path / "tiny" / "reward"), max_length=48)
+    long = "step " * 40   # the input is ~300 tokens: only its last 48 are read
+    s = rm.logits(["1+1=?"] * 2, ["2"] * 2, [long + "#### 2", long + "#### 3"])
+    assert s[0].item() != s[1].item()   # cut from the right, both rows would read the same first 48 tokens
+    # and what is read is exactly the last 48 tokens
+    ids = rm.tokenizer(reward.rm_input("1+1=?", "2", long + "#### 2"), add_special_tokens=False).input_ids[-48:]
+    assert torch.allclose(rm.model(input_ids=torch.tensor([ids])).logits[0, 0], s[0], atol=1e-5)
+
+
 def test_parse_verdict():
     assert reward.parse_verdict("The final answer 18 matches.\nVerdict: Yes") is True
     assert reward.parse_verdict("**Verdict**: **NO**") is False
@@ -249,6 +261,31 @@ def test_make_pairs_masks_prompts_without_positive_or_negative():
                               [random.Random(i) for i in range(3)])
     assert pairs["mask"] == [0.0, 0.0, 0.0] and pairs["no_negative"] == 2
     assert pairs["attempts"][0] == [(None, "the assistant returned nothing")]
+
+
+def test_rejected_negatives_is_off_by_default_and_picks_a_wrong_rollout_of_the_same_prompt():
+    args = cooper.parse_args([])
+    questions, references = ["1+1=?", "2+2=?", "3+3=?"], ["2", "4", "6"]
+    texts = ["#### 3", "1+1=2\n#### 2", "#### 5", "#### 3", "#### 6", "3+3=6\n#### 6"]
+    correct = [False, True, False, False, True, True]
+    pairs = cooper.make_pairs(questions, references, texts, correct, 2, args, [random.Random(i) for i in range(3)])
+    assert pairs["rejected"] == [None, None, None]
+    args = cooper.parse_args(["--rejected-negatives"])
+    pairs = cooper.make_pairs(questions, references, texts, correct, 2, args, [random.Random(i) for i in range(3)])
+    # prompt 0: its one wrong rollout; prompt 1: no positive; prompt 2: no wrong rollout
+    assert pairs["rejected"] == ["#### 3", None, None]
+
+
+def test_train_pairs_learns_to_rank_the_correct_completion_first(tmp_path):
+    import data
+    data.build_tiny_model(str(tmp_path / "tiny"), seed=0, hidden_size=32, num_layers=1)
+    rm = reward.RewardModel.load(str(tmp_path / "tiny" / "reward"), max_length=64)
+    pairs = [{"question": f"{a}+1=?", "reference": str(a + 1), "positive": f"#### {a + 1}", "negative": "#### x"}
+             for a in range(8)]
+    losses = reward.train_pairs(rm, pairs, steps=30, lr=3e-3, batch_size=8, warmup_steps=1, progress=False)
+    q, ref = [p["question"] for p in pairs], [p["reference"] for p in pairs]
+    margin = rm.score(q, ref, [p["positive"] for p in pairs]) - rm.score(q, ref, [p["negative"] for p in pairs])
+    assert len(losses) == 30 and losses[-1] < 0.5 * losses[0] and bool((margin > 0).all())
 
 
 def test_batch_for_step_is_a_pure_function_covering_each_epoch():
