@@ -116,20 +116,22 @@ Correct solution:
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def perturb_solution(solution: str, rng: random.Random) -> str:
+def perturb_solution(solution: str, rng: random.Random, final_only: bool = False) -> str:
     """The offline assistant: a plausible mistake that changes the final answer.
 
     Half the time an arithmetic slip in the last computed result (the last number after '='), carried
     to every later copy of it, the final answer included; otherwise a slip in copying the final answer
-    (the last number) alone. The change is small, as a student's would be.
+    (the last number) alone - always the latter with final_only. The change is small, as a student's would be.
     >>> perturb_solution("13+5=18\\n#### 18", random.Random(1))
     '13+5=16\\n#### 16'
+    >>> perturb_solution("13+5=18\\n#### 18", random.Random(1), final_only=True)
+    '13+5=18\\n#### 17'
     """
     numbers = list(NUMBER.finditer(solution))
     if not numbers:
         return solution
     results = [m for m in numbers if solution[:m.start()].rstrip().endswith("=")]
-    carried = bool(results) and rng.random() < 0.5
+    carried = bool(results) and not final_only and rng.random() < 0.5
     target = results[-1] if carried else numbers[-1]
     old = target.group()
     value = float(old) + rng.choice([-3, -2, -1, 1, 2, 3, 10, -10])
@@ -468,15 +470,25 @@ def prepare_toy(toy_dir: str, sft_steps: int = TOY_START["sft_steps"], rm_steps:
     start_acc = evaluate(policy, tokenizer, test, n_new)
     print(f"warm-up done: greedy test accuracy {start_acc:.3f}")
 
-    # VerifyRM pre-training on (correct, wrong) pairs of training questions: the worked solution and a
-    # fresh assistant-style rewrite of it per draw, with L_BCE on both triples plus L_RM on the pair.
-    # Fresh rewrites matter: 8 fixed rewrites per question gave balanced accuracy 0.67 on rm_eval after 500
-    # steps, a new one per draw 0.90. The trunk starts from the warmed-up policy, as the paper's VerifyRM
-    # starts from a math-instruct LM (a random-init 4-layer trunk: 0.65 where this one has 0.92 at 250 steps).
+    # VerifyRM pre-training on (correct, wrong) pairs of training questions: the worked solution and a fresh
+    # copy slip of it per draw (the final answer miscopied, the worked step kept: "13+5=18\n#### 16"), with
+    # L_BCE on both triples plus L_RM on the pair. The trunk starts from the warmed-up policy, as the paper's
+    # VerifyRM starts from a math-instruct LM (a random-init 4-layer trunk learns ~4x slower).
+    # The narrow mistakes are deliberate: they make the toy VerifyRM what the paper says a static RM is - right
+    # on the data it saw (balanced accuracy ~0.8 on the policy's samples), with a blind spot the policy can
+    # find. A copy slip is caught by comparing the final answer with the worked step, no reference needed, and
+    # that shortcut is what it learns: it pays "14+15=28\n#### 28" more than "14+15=29\n#### 29". Cooper's
+    # online negatives are both kinds of slip (perturb_solution), on the policy's own correct rollouts.
+    # Trained on both kinds it reaches 0.91 and a frozen copy is not hacked within 150 steps (see README).
+    # What it learns besides the shortcut depends on its random draws (another stream: balanced accuracy 0.63,
+    # the shortcut alone), so they come from streams of their own, seeded here, not from the warm-up's.
+    pair_rng = random.Random(TOY_TASK["seed"])
     pairs = [{"question": r["question"], "reference": r["answer"], "positive": r["solution"],
-              "negative": perturb_solution(r["solution"], rng)} for r in (rng.choice(train) for _ in range(32 * rm_steps))]
+              "negative": perturb_solution(r["solution"], pair_rng, final_only=True)}
+             for r in (pair_rng.choice(train) for _ in range(32 * rm_steps))]
     policy.save_pretrained(os.path.join(toy_dir, "policy"))
     tokenizer.save_pretrained(os.path.join(toy_dir, "policy"))
+    torch.manual_seed(TOY_TASK["seed"])   # the new score head's initialisation
     rm = reward.RewardModel.load(os.path.join(toy_dir, "policy"), max_length=TOY_DEFAULTS["rm_max_length"])
     reward.train_pairs(rm, pairs, steps=rm_steps, lr=1e-3, batch_size=32, seed=TOY_TASK["seed"])
     rm_eval = balanced(rule_labelled_samples(policy, tokenizer, test, 4, n_new), 128, rng)

@@ -95,7 +95,7 @@ case "${1:-default}" in
     ;;
   default)
     out=runs/default
-    train_modes "$out" 1 "${STEPS:-120}" 3
+    train_modes "$out" 1 "${STEPS:-100}" 3
     echo
     "$PY" cooper.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
     echo "per-run reports: $out/<mode>/seed0/report.md and report.png"
@@ -103,7 +103,7 @@ case "${1:-default}" in
   reproduce)
     shift
     out=${OUT:-runs/reproduce}
-    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-2}" "$@"
+    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-3}" --eval-every 25 "$@"
     "$PY" cooper.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
     ;;

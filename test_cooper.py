@@ -224,6 +224,8 @@ def test_perturb_solution_makes_small_realistic_mistakes():
             kinds.add("carried slip")            # the last result is off and carried to the answer
     assert kinds == {"copy slip", "carried slip"} and len(seen) > 8
     assert cooper.perturb_solution("no numbers here", rng) == "no numbers here"
+    copies = {cooper.perturb_solution(solution, rng, final_only=True) for _ in range(40)}   # the toy RM's pre-training negatives
+    assert len(copies) > 4 and all(c.startswith("13+5=18, 18-7=11\n#### ") and not verify.verify(c, "11") for c in copies)
 
 
 def test_negative_rejection_names_why_a_rewrite_cannot_be_the_negative():
