@@ -304,3 +304,11 @@ def test_fuzz_random_and_adversarial_strings(tmp_path):
     assert tried >= 1000
     assert worst < V.TIMEOUT_S + 0.5
     assert not os.path.exists(canary)
+
+
+@pytest.mark.parametrize("garbage", ["e4", "E10", "-e4", "+e1", ".", "+.", "1e", ".e5", ",", "1,", "e", "-", "%", "e4%", "1/e4"])
+def test_number_like_garbage_is_not_a_number_and_never_raises(garbage):
+    # "e4" once matched the plain-number pattern (empty mantissa) and Fraction("e4") raised inside a training run
+    for reference in ("4", "10000", garbage):
+        assert isinstance(V.verify(f"#### {garbage}", reference), bool)
+    assert V.verify(f"#### {garbage}", "4") is False

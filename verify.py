@@ -134,7 +134,8 @@ def _drop_lone_variable(s):
 
 
 _FRAC = re.compile(r"(-?)\\frac(?:\{(\d+(?:\.\d+)?)\}\{(\d+(?:\.\d+)?)\}|(\d)(\d))")
-_PLAIN = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d+)?(?:[eE][-+]?\d{1,3})?")
+# a mantissa with at least one digit: "e4" alone is not a number (Fraction("e4") raises)
+_PLAIN = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,3})?")
 
 
 def _number(s):
