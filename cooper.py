@@ -65,7 +65,7 @@ DEFAULTS = dict(
     toy_dir="runs/toy", device="cuda" if torch.cuda.is_available() else "cpu",
 )
 TOY_DEFAULTS = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4, warmup_steps=0, beta=0.05,
-                    rm_lr=1e-4, rm_steps=2, rm_max_length=256, eval_every=10)
+                    rm_lr=1e-4, rm_steps=4, rm_max_length=256, eval_every=10)
 TOY_TASK = dict(n_train=544, n_test=256, seed=1234, n_terms=2, max_value=19)   # fixed across RL seeds: 800 problems in all
 
 
@@ -788,6 +788,9 @@ def summarize_reproduction(root: str, modes=("rule", "rm", "cooper")) -> str:
         for key, label in (("reward_mean", "reward paid"), ("rule_acc", "rule-verified accuracy (rollouts)"),
                            ("test_acc", "test accuracy (greedy)")):
             per_run = [dict(zip(*series(rows, key))) for rows in all_rows]
+            if key == "test_acc":   # the curve starts at the shared start
+                for p, d in zip(per_run, dirs):
+                    p[0] = read_summary(d)["start_acc"]
             steps = sorted(set.intersection(*(set(p) for p in per_run)))
             ax.plot(steps, [statistics.mean(p[s] for p in per_run) for s in steps],
                     "o-" if key == "test_acc" else "-", label=label, ms=3, lw=1.2)
