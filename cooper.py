@@ -235,6 +235,16 @@ def make_pairs(questions, references, texts, correct, group_size, args, rngs, hf
             "negatives_rejected": sum(neg is not None and why is not None for neg, why in tried)}
 
 
+def pair_batch(questions, references, pairs) -> tuple:
+    """L_RM's inputs (questions, references, positives, negatives, mask [P]): one slot per prompt, then one
+    per --rejected-negatives pair, which join the same masked mean."""
+    extra = [i for i, r in enumerate(pairs["rejected"]) if r is not None]
+    return (questions + [questions[i] for i in extra], references + [references[i] for i in extra],
+            pairs["positives"] + [pairs["positives"][i] for i in extra],
+            pairs["negatives"] + [pairs["rejected"][i] for i in extra],
+            torch.tensor(pairs["mask"] + [1.0] * len(extra)))
+
+
 # ----------------------------------------------------------------------------------------------------
 # One Cooper step
 
@@ -290,15 +300,9 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
     if args.reward == "cooper":
         pairs = make_pairs(questions, references, rollouts.texts, correct, G, args,
                            [random.Random(s) for s in seeds], hf_assistant)
-        pair_q, pair_ref, pair_pos, pair_neg = questions, references, pairs["positives"], pairs["negatives"]
-        pair_mask = torch.tensor(pairs["mask"])
-        if args.rejected_negatives:   # the extra (positive, rule-rejected rollout) pairs join the same L_RM mean
-            extra = [i for i, r in enumerate(pairs["rejected"]) if r is not None]
-            pair_q, pair_ref = pair_q + [questions[i] for i in extra], pair_ref + [references[i] for i in extra]
-            pair_pos = pair_pos + [pairs["positives"][i] for i in extra]
-            pair_neg = pair_neg + [pairs["rejected"][i] for i in extra]
-            pair_mask = torch.cat([pair_mask, torch.ones(len(extra))])
-            rm_stats["rejected_pairs"] = len(extra)
+        pair_q, pair_ref, pair_pos, pair_neg, pair_mask = pair_batch(questions, references, pairs)
+        if args.rejected_negatives:
+            rm_stats["rejected_pairs"] = sum(r is not None for r in pairs["rejected"])
         rm_stats.update(valid_pairs=int(pair_mask.sum()), **{k: pairs[k] for k in
                         ("no_positive", "no_negative", "assistant_failed", "negatives_rejected")})
         all_valid = distributed.all_reduce_sum([pair_mask.sum().item()])[0]   # over every rank's prompts

@@ -151,7 +151,7 @@ def _number(s):
     if s.count("/") == 1:
         a, b = (_number(x) for x in s.split("/"))
         return a / b if a is not None and b else None
-    return Fraction(s.replace(",", "")) if _PLAIN.fullmatch(s) and re.search(r"\d", s) and len(s) < 100 else None
+    return Fraction(s.replace(",", "")) if len(s) < 100 and _PLAIN.fullmatch(s) else None
 
 
 def _numbers_equal(pred, ref):
