@@ -236,13 +236,20 @@ def make_pairs(questions, references, texts, correct, group_size, args, rngs, hf
 
 
 def pair_batch(questions, references, pairs) -> tuple:
-    """L_RM's inputs (questions, references, positives, negatives, mask [P]): one slot per prompt, then one
-    per --rejected-negatives pair, which join the same masked mean."""
+    """L_RM's inputs (questions, references, positives, negatives, mask [P]): the valid pairs (m_i = 1), then
+    one per --rejected-negatives pair, which join the same mean. Masked-out prompts add nothing to L_RM, so
+    they are not run through the RM at all; a batch with no pair keeps one masked slot, so that every rank
+    under torchrun still runs the RM's forward and backward (DDP all-reduces inside the backward).
+    >>> pair_batch(["a", "b"], ["1", "2"], {"positives": ["", "b=2"], "negatives": ["", "b=3"], "mask": [0.0, 1.0],
+    ...                                   "rejected": [None, "b=4"]})[2:]
+    (['b=2', 'b=2'], ['b=3', 'b=4'], tensor([1., 1.]))
+    """
+    valid = [i for i, m in enumerate(pairs["mask"]) if m] or [0]
     extra = [i for i, r in enumerate(pairs["rejected"]) if r is not None]
-    return (questions + [questions[i] for i in extra], references + [references[i] for i in extra],
-            pairs["positives"] + [pairs["positives"][i] for i in extra],
-            pairs["negatives"] + [pairs["rejected"][i] for i in extra],
-            torch.tensor(pairs["mask"] + [1.0] * len(extra)))
+    return ([questions[i] for i in valid + extra], [references[i] for i in valid + extra],
+            [pairs["positives"][i] for i in valid + extra],
+            [pairs["negatives"][i] for i in valid] + [pairs["rejected"][i] for i in extra],
+            torch.tensor([pairs["mask"][i] for i in valid] + [1.0] * len(extra)))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -311,9 +318,10 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
             # this rank's share of L_RM's denominator (sum_i m_i + 1e-6): see distributed.py
             distributed.set_share(rm_ddp, pair_mask.sum().item() + 1e-6, all_valid + 1e-6)
             rm.model.train()
-            for _ in range(args.rm_steps):
-                s_pos = rm_train.logits(pair_q, pair_ref, pair_pos)
-                s_neg = rm_train.logits(pair_q, pair_ref, pair_neg)
+            n = len(pair_pos)
+            for _ in range(args.rm_steps):   # positives and negatives in one forward: one DDP forward per backward
+                s = rm_train.logits(pair_q * 2, pair_ref * 2, pair_pos + pair_neg)
+                s_pos, s_neg = s[:n], s[n:]
                 loss = reward.pairwise_loss(s_pos, s_neg, pair_mask.to(s_pos.device))
                 grad_norm, stepped = reward.rm_step(rm_train.model, rm_optimizer, loss, args.max_grad_norm)
             rm_stats.update(rm_loss=loss.item(), rm_grad_norm=grad_norm, rm_skipped=not stepped)

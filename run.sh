@@ -60,13 +60,15 @@ fi
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 # Train every mode for seeds 0..$2-1, $4 runs at a time with one thread each (on 2 cores, several one-thread
-# runs beat one two-thread run); each run's log sits next to its folder: $1/<mode>/seed<k>.log
+# runs beat one two-thread run); each run's log sits next to its folder: $1/<mode>/seed<k>.log.
+# Longest runs first (cooper updates the RM too, rm scores with it, rule does neither), so that no core sits
+# idle at the end waiting on one late Cooper run.
 train_modes() {   # out seeds steps jobs [more cooper.py args]
   local out=$1 seeds=$2 steps=$3 jobs=$4
   shift 4
   "$PY" cooper.py prepare
-  for seed in $(seq 0 $((seeds - 1))); do
-    for mode in rule rm cooper; do
+  for mode in cooper rm rule; do
+    for seed in $(seq 0 $((seeds - 1))); do
       mkdir -p "$out/$mode"
       ( OMP_NUM_THREADS=1 "$PY" cooper.py --reward "$mode" --seed "$seed" --steps "$steps" --out "$out/$mode/seed$seed" \
           "$@" >"$out/$mode/seed$seed.log" 2>&1 && echo "done: --reward $mode --seed $seed" ) \

@@ -4,6 +4,8 @@ The drop-in modules have their own test files that travel with them: test_verify
 test_data.py. Run everything with `bash run.sh test` (or `python -m pytest -q`).
 """
 import ast
+import doctest
+import importlib
 import json
 import random
 from pathlib import Path
@@ -32,6 +34,12 @@ def test_drop_in_files_import_no_other_project_file(module, allowed):
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert (imported & project) - {module} <= allowed
+
+
+@pytest.mark.parametrize("module", ["reward", "cooper", "distributed"])
+def test_docstring_examples_hold(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Tests for data.py: toy task, loaders, prompts, tiny model and tokenizer round trip. Run: pytest test_data.py"""
 
+import doctest
 import json
 import re
 from pathlib import Path
@@ -19,6 +20,11 @@ def _evaluate_question(question: str) -> int:
     """'13+5-7=?' -> 11, by parsing the terms (no eval)."""
     tokens = re.fullmatch(r"(\d+(?:[+-]\d+)*)=\?", question).group(1)
     return sum(int(t) for t in re.findall(r"[+-]?\d+", tokens))
+
+
+def test_docstring_examples_hold():
+    result = doctest.testmod(data)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_toy_is_deterministic_and_distinct():
