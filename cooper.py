@@ -116,22 +116,28 @@ Correct solution:
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def perturb_solution(solution: str, rng: random.Random, final_only: bool = False) -> str:
-    """The offline assistant: a plausible mistake that changes the final answer.
+def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -> str:
+    """The offline assistant: a small, plausible mistake that changes the final answer.
 
-    Half the time an arithmetic slip in the last computed result (the last number after '='), carried
-    to every later copy of it, the final answer included; otherwise a slip in copying the final answer
-    (the last number) alone - always the latter with final_only. The change is small, as a student's would be.
+    kind="carried" (the assistant's, as NEGATIVE_PROMPT asks): a slip in the last computed result (the last
+    number after '='), carried to every later copy of it, the final answer included - the mistake the toy
+    policy itself makes. kind="final": a slip in copying the final answer (the last number) alone - the toy
+    RM's pre-training negatives (see prepare_toy). kind="either": one or the other, half and half - the
+    warm-up's noise. Where nothing is computed, or the final answer is not a copy of the last result (work
+    and answer disagree, so a carried slip would leave the answer as it is), the final-answer slip.
     >>> perturb_solution("13+5=18\\n#### 18", random.Random(1))
-    '13+5=16\\n#### 16'
-    >>> perturb_solution("13+5=18\\n#### 18", random.Random(1), final_only=True)
+    '13+5=17\\n#### 17'
+    >>> perturb_solution("13+5=18\\n#### 18", random.Random(1), kind="final")
     '13+5=18\\n#### 17'
     """
+    if kind not in ("carried", "final", "either"):
+        raise ValueError(f"perturb_solution: kind must be carried, final or either, got {kind!r}")
     numbers = list(NUMBER.finditer(solution))
     if not numbers:
         return solution
     results = [m for m in numbers if solution[:m.start()].rstrip().endswith("=")]
-    carried = bool(results) and not final_only and rng.random() < 0.5
+    carries = bool(results) and results[-1].group() == numbers[-1].group()
+    carried = carries and (kind == "carried" or kind == "either" and rng.random() < 0.5)
     target = results[-1] if carried else numbers[-1]
     old = target.group()
     value = float(old) + rng.choice([-3, -2, -1, 1, 2, 3, 10, -10])
@@ -411,15 +417,16 @@ class HackingMonitor:
 # The embedded toy start: tiny model, a deliberately imperfect supervised warm-up, VerifyRM pre-training
 
 def sft_warmup(policy, tokenizer, records, steps, batch_size, lr, noise, rng) -> None:
-    """Supervised warm-up on worked solutions, a fraction `noise` of them with a carried slip (the same
-    perturbation the offline assistant uses), so that RL starts from a policy with room to improve."""
+    """Supervised warm-up on worked solutions, a fraction `noise` of them with a slip (perturb_solution, either
+    kind), so that RL starts from a policy with room to improve."""
     from tqdm import tqdm
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
     policy.train()
     for _ in tqdm(range(steps), desc="SFT warm-up"):
         batch = rng.sample(records, batch_size)
         prompts = [data.chat_prompt(tokenizer, r["question"]) for r in batch]
-        targets = [perturb_solution(r["solution"], rng) if rng.random() < noise else r["solution"] for r in batch]
+        targets = [perturb_solution(r["solution"], rng, kind="either") if rng.random() < noise else r["solution"]
+                   for r in batch]
         rollouts = rollouts_from_text(tokenizer, prompts, targets)
         logp = grpo.response_logprobs(policy, rollouts)
         loss = -(logp * rollouts.response_mask).sum() / rollouts.response_mask.sum()
@@ -490,13 +497,13 @@ def prepare_toy(toy_dir: str, sft_steps: int = TOY_START["sft_steps"], rm_steps:
     # on the data it saw (balanced accuracy ~0.8 on the policy's samples), with a blind spot the policy can
     # find. A copy slip is caught by comparing the final answer with the worked step, no reference needed, and
     # that shortcut is what it learns: it pays "14+15=28\n#### 28" more than "14+15=29\n#### 29". Cooper's
-    # online negatives are both kinds of slip (perturb_solution), on the policy's own correct rollouts.
+    # online negatives are carried slips (perturb_solution), on the policy's own correct rollouts.
     # Trained on both kinds it reaches 0.91 and a frozen copy is not hacked within 150 steps (see README).
     # What it learns besides the shortcut depends on its random draws (another stream: balanced accuracy 0.63,
     # the shortcut alone), so they come from streams of their own, seeded here, not from the warm-up's.
     pair_rng = random.Random(TOY_TASK["seed"])
     pairs = [{"question": r["question"], "reference": r["answer"], "positive": r["solution"],
-              "negative": perturb_solution(r["solution"], pair_rng, final_only=True)}
+              "negative": perturb_solution(r["solution"], pair_rng, kind="final")}
              for r in (pair_rng.choice(train) for _ in range(32 * rm_steps))]
     policy.save_pretrained(os.path.join(toy_dir, "policy"))
     tokenizer.save_pretrained(os.path.join(toy_dir, "policy"))

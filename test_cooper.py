@@ -218,22 +218,24 @@ def test_perturb_solution_makes_small_realistic_mistakes():
     import verify
     rng = random.Random(0)
     solution = "13+5=18, 18-7=11\n#### 11"
-    seen, kinds = set(), set()
-    for _ in range(60):
-        wrong = cooper.perturb_solution(solution, rng)
-        seen.add(wrong)
-        final = verify.extract_answer(wrong)
-        assert not verify.verify(wrong, "11") and abs(int(final) - 11) <= 10
-        work = wrong.split("\n")[0]
-        if work == "13+5=18, 18-7=11":
-            kinds.add("copy slip")               # only the final answer is off
-        else:
-            assert work == f"13+5=18, 18-7={final}"
-            kinds.add("carried slip")            # the last result is off and carried to the answer
-    assert kinds == {"copy slip", "carried slip"} and len(seen) > 8
+    seen, finals = {kind: set() for kind in ("carried", "final", "either")}, set()
+    for kind in seen:
+        for _ in range(60):
+            wrong = cooper.perturb_solution(solution, rng, kind=kind)
+            final = verify.extract_answer(wrong)
+            assert not verify.verify(wrong, "11") and abs(int(final) - 11) <= 10
+            work = wrong.split("\n")[0]
+            # carried: the last result is off and carried to the answer; final: only the answer is off
+            assert work == (f"13+5=18, 18-7={final}" if kind == "carried" else "13+5=18, 18-7=11") or kind == "either"
+            seen[kind].add(work == "13+5=18, 18-7=11")
+            finals.add(final)
+    assert seen == {"carried": {False}, "final": {True}, "either": {False, True}} and len(finals) > 4
     assert cooper.perturb_solution("no numbers here", rng) == "no numbers here"
-    copies = {cooper.perturb_solution(solution, rng, final_only=True) for _ in range(40)}   # the toy RM's pre-training negatives
-    assert len(copies) > 4 and all(c.startswith("13+5=18, 18-7=11\n#### ") and not verify.verify(c, "11") for c in copies)
+    assert cooper.perturb_solution("#### 11", rng).startswith("#### ")   # nothing computed: a copy slip
+    # work and answer disagree: a carried slip would not reach the answer, so the answer itself slips
+    assert all(cooper.perturb_solution("6-13=-8\n#### -7", rng).startswith("6-13=-8\n#### ") for _ in range(10))
+    with pytest.raises(ValueError, match="kind"):
+        cooper.perturb_solution(solution, rng, kind="carry")
 
 
 def test_negative_rejection_names_why_a_rewrite_cannot_be_the_negative():
