@@ -70,9 +70,10 @@ class Rollouts:
         return self.response_ids.shape[0]
 
     def __getitem__(self, rows):
-        """rollouts[a:b] -> the same rows of every field (micro-batching)."""
+        """rollouts[a:b] or rollouts[[i, j, ...]] -> the same rows of every field."""
+        texts = self.texts[rows] if isinstance(rows, slice) else [self.texts[i] for i in rows]
         return Rollouts(self.prompt_ids[rows], self.prompt_mask[rows], self.response_ids[rows],
-                        self.response_mask[rows], self.texts[rows])
+                        self.response_mask[rows], texts)
 
 
 def _eos_ids(model, tokenizer) -> list:
@@ -99,6 +100,19 @@ def response_mask_after_eos(response_ids: torch.Tensor, eos_ids: list) -> torch.
 def _positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that count real tokens only, as HF generate does: [0, 0, 1, 1, 0] mask -> [0, 0, 0, 1, 1]."""
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def _distinct_rows(rollouts: Rollouts) -> tuple[list, torch.Tensor]:
+    """(keep, copy_of): the first row of each distinct (prompt, response), in order, and for every row the
+    place of its copy in keep. Rows [a, b, a, c] -> keep [0, 1, 3], copy_of [0, 1, 0, 2]."""
+    rows = [tuple(r) for r in torch.cat([rollouts.prompt_ids, rollouts.prompt_mask, rollouts.response_ids,
+                                         rollouts.response_mask.long()], dim=1).tolist()]
+    place, keep = {}, []
+    for i, row in enumerate(rows):
+        if row not in place:
+            place[row] = len(keep)
+            keep.append(i)
+    return keep, torch.tensor([place[row] for row in rows])
 
 
 def _shared_prefix(model, ids, mask):
@@ -169,8 +183,14 @@ def response_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, batch
     gives the logits for t = 0, the response pass on top of its cache those for t = 1..T-1. position_ids
     count real tokens only, as generate does: RoPE is shift-invariant anyway, absolute position embeddings
     are not, and then left padding would change the numbers.
+    A row repeated token for token (a group often repeats a short answer) is run once and copied: the copy is
+    an index op, so under grad the gradient of every copy reaches the weights, summed, as with a pass of its own.
     Differentiable when called under grad; batch_size bounds memory under no_grad.
     """
+    keep, copy_of = _distinct_rows(rollouts)
+    if len(keep) < len(rollouts):
+        distinct = response_logprobs(model, rollouts[keep], temperature, batch_size)
+        return distinct[copy_of.to(distinct.device)]
     step = batch_size or len(rollouts)
     out = []
     for s in range(0, len(rollouts), step):

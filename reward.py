@@ -151,12 +151,17 @@ class RewardModel:
 
     @torch.no_grad()
     def score(self, questions: list[str], references: list[str], completions: list[str]) -> torch.Tensor:
-        """[N] rewards r = sigmoid(s_phi) in (0, 1)."""
+        """[N] rewards r = sigmoid(s_phi) in (0, 1). Each distinct triple is scored once: a group of rollouts
+        often repeats a short answer word for word."""
+        triples = list(zip(questions, references, completions, strict=True))
+        place = {}
+        for t in triples:
+            place.setdefault(t, len(place))
         was_training = self.model.training
         self.model.eval()
-        r = torch.sigmoid(self.logits(questions, references, completions))
+        r = torch.sigmoid(self.logits(*(list(column) for column in zip(*place)))) if place else torch.zeros(0)
         self.model.train(was_training)
-        return r
+        return r[torch.tensor([place[t] for t in triples], dtype=torch.long, device=r.device)]
 
 
 def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> dict:

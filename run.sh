@@ -10,8 +10,8 @@
 #                                   VLLM_PACKAGE=vllm==0.33.0 on a GPU machine); what CI runs after the tests
 #   bash run.sh gpu-check           on a GPU machine: installs vllm, 5 Cooper steps of SmolLM2-135M-Instruct with vLLM
 #                                   rollouts; prints rollout tokens/s, step time, peak GPU memory (< 10 min)
-# Environment: VENV (default .venv), STEPS (default-run steps per mode), TORCH_INDEX (a pip index for torch,
-# e.g. https://download.pytorch.org/whl/cpu for the small CPU build on a laptop).
+# Environment: VENV (default .venv), STEPS (default-run steps per mode), JOBS (runs at a time, default: CPU cores + 1),
+# TORCH_INDEX (a pip index for torch, e.g. https://download.pytorch.org/whl/cpu for the small CPU build on a laptop).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -58,9 +58,11 @@ if ! cmp -s requirements.txt "$stamp"; then
   cp requirements.txt "$stamp"
 fi
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+JOBS_DEFAULT=$("$PY" -c 'import os; print(1 + (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()))')
 
-# Train every mode for seeds 0..$2-1, $4 runs at a time with one thread each (on 2 cores, several one-thread
-# runs beat one two-thread run); each run's log sits next to its folder: $1/<mode>/seed<k>.log.
+# Train every mode for seeds 0..$2-1, $4 runs at a time with one thread each (one-thread runs side by side beat
+# one run on every core for models this small; one run more than the cores keeps every core busy while the
+# last runs finish); each run's log sits next to its folder: $1/<mode>/seed<k>.log.
 # Longest runs first (cooper updates the RM too, rm scores with it, rule does neither), so that no core sits
 # idle at the end waiting on one late Cooper run.
 train_modes() {   # out seeds steps jobs [more cooper.py args]
@@ -97,7 +99,7 @@ case "${1:-default}" in
     ;;
   default)
     out=runs/default
-    train_modes "$out" 1 "${STEPS:-100}" 3
+    train_modes "$out" 1 "${STEPS:-100}" "${JOBS:-$JOBS_DEFAULT}"
     echo
     "$PY" cooper.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
     echo "per-run reports: $out/<mode>/seed0/report.md and report.png"
@@ -105,7 +107,7 @@ case "${1:-default}" in
   reproduce)
     shift
     out=${OUT:-runs/reproduce}
-    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-3}" --eval-every 25 "$@"
+    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" --eval-every 25 "$@"
     "$PY" cooper.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
     ;;

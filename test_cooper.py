@@ -184,6 +184,24 @@ def test_reward_model_cuts_long_inputs_from_the_left_so_the_final_answer_is_read
     assert torch.allclose(rm.model(input_ids=torch.tensor([ids])).logits[0, 0], s[0], atol=1e-5)
 
 
+def test_reward_model_scores_each_distinct_triple_once(tmp_path):
+    import data
+    data.build_tiny_model(str(tmp_path / "tiny"), hidden_size=32, num_layers=1)
+    rm = reward.RewardModel.load(str(tmp_path / "tiny" / "reward"))
+    q, ref = ["1+1=?", "1+1=?", "2+2=?", "1+1=?"], ["2", "2", "4", "2"]
+    c = ["1+1=2\n#### 2", "1+1=3\n#### 3", "1+1=2\n#### 2", "1+1=2\n#### 2"]   # rows 0 and 3 repeat
+    rows = []
+    hook = rm.model.register_forward_hook(lambda m, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]),
+                                          with_kwargs=True)
+    try:
+        r = rm.score(q, ref, c)
+    finally:
+        hook.remove()
+    assert rows == [3] and r.shape == (4,) and r[0] == r[3]
+    assert torch.allclose(r, torch.cat([rm.score([a], [b], [d]) for a, b, d in zip(q, ref, c)]), atol=1e-6)
+    assert rm.score([], [], []).shape == (0,)
+
+
 def test_parse_verdict():
     assert reward.parse_verdict("The final answer 18 matches.\nVerdict: Yes") is True
     assert reward.parse_verdict("**Verdict**: **NO**") is False

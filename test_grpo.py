@@ -225,7 +225,28 @@ def test_each_distinct_prompt_is_run_once(tiny):
     finally:
         hook.remove()
     P, T = ro.prompt_ids.shape[1], ro.response_ids.shape[1]
-    assert seen == [(3, P), (12, T - 1)]  # 3 prompts once each, then 12 responses on their copied caches
+    assert seen == [(3, P), (3, T - 1)]  # greedy: each group is one response 4 times; each prompt once, each response once
+
+
+def test_repeated_rows_are_run_once_with_the_same_values_and_gradients(tiny):
+    model, tok = tiny
+    torch.manual_seed(5)
+    ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=2, max_new_tokens=8)
+    rows = [0, 1, 0, 2, 3, 3, 4, 5, 1]   # rows 0, 1 and 3 repeated, in and across groups
+    dup = ro[rows]
+    assert grpo._distinct_rows(dup)[0] == [0, 1, 3, 4, 6, 7]
+    weights = torch.randn(len(rows), ro.response_ids.shape[1])
+    grads = []
+    for batch in (dup, None):   # the repeated batch, then every row on its own
+        model.zero_grad()
+        lp = grpo.response_logprobs(model, batch) if batch is not None else \
+            torch.cat([grpo.response_logprobs(model, ro[[r]]) for r in rows])
+        (lp * weights).sum().backward()
+        grads.append((lp.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    model.zero_grad()
+    (lp_dup, g_dup), (lp_one, g_one) = grads
+    assert torch.allclose(lp_dup, lp_one, atol=1e-5)
+    assert len(g_dup) == len(g_one) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_dup, g_one))
 
 
 def test_one_token_responses_and_distinct_prompts(tiny):
