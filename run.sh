@@ -3,6 +3,8 @@
 #   bash run.sh                     embedded toy: rule / rm / cooper from one start, then a table (< 10 min, 2 CPUs)
 #   bash run.sh test                the test suite (what CI runs)
 #   bash run.sh reproduce           rule / rm / cooper x SEEDS seeds (default 3) -> runs/reproduce/results.{json,md}, curves.png
+#                                   (OUT, STEPS, JOBS, MODES override; extra arguments go to every run, e.g.
+#                                   MODES=cooper OUT=runs/reproduce_rejected bash run.sh reproduce --rejected-negatives)
 #   bash run.sh --reward cooper --policy PATH --reward-model PATH --train FILE --test FILE --out DIR
 #                                   any other arguments go to cooper.py unchanged; training runs use every visible
 #                                   GPU (torchrun, one process per GPU) when there are several
@@ -65,11 +67,11 @@ JOBS_DEFAULT=$("$PY" -c 'import os; print(1 + (len(os.sched_getaffinity(0)) if h
 # last runs finish); each run's log sits next to its folder: $1/<mode>/seed<k>.log.
 # Longest runs first (cooper updates the RM too, rm scores with it, rule does neither), so that no core sits
 # idle at the end waiting on one late Cooper run.
-train_modes() {   # out seeds steps jobs [more cooper.py args]
-  local out=$1 seeds=$2 steps=$3 jobs=$4
-  shift 4
+train_modes() {   # out seeds steps jobs "modes" [more cooper.py args]
+  local out=$1 seeds=$2 steps=$3 jobs=$4 modes=$5
+  shift 5
   "$PY" cooper.py prepare
-  for mode in cooper rm rule; do
+  for mode in $modes; do
     for seed in $(seq 0 $((seeds - 1))); do
       mkdir -p "$out/$mode"
       ( OMP_NUM_THREADS=1 "$PY" cooper.py --reward "$mode" --seed "$seed" --steps "$steps" --out "$out/$mode/seed$seed" \
@@ -79,7 +81,7 @@ train_modes() {   # out seeds steps jobs [more cooper.py args]
     done
   done
   wait
-  for mode in rule rm cooper; do "$PY" cooper.py report "$out/$mode"/seed*/ >/dev/null; done
+  for mode in $modes; do "$PY" cooper.py report "$out/$mode"/seed*/ >/dev/null; done
 }
 
 # Training on every visible GPU: torchrun with one process per GPU when there are several (distributed.py).
@@ -99,7 +101,7 @@ case "${1:-default}" in
     ;;
   default)
     out=runs/default
-    train_modes "$out" 1 "${STEPS:-100}" "${JOBS:-$JOBS_DEFAULT}"
+    train_modes "$out" 1 "${STEPS:-100}" "${JOBS:-$JOBS_DEFAULT}" "cooper rm rule"
     echo
     "$PY" cooper.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
     echo "per-run reports: $out/<mode>/seed0/report.md and report.png"
@@ -107,7 +109,7 @@ case "${1:-default}" in
   reproduce)
     shift
     out=${OUT:-runs/reproduce}
-    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" --eval-every 25 "$@"
+    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "${MODES:-cooper rm rule}" --eval-every 25 "$@"
     "$PY" cooper.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
     ;;
