@@ -382,15 +382,19 @@ def sample_records(questions, references, details, group_size, n_prompts) -> lis
 
 @torch.no_grad()
 def evaluate(policy, tokenizer, records: list[dict], max_new_tokens: int, temperature: float = 0.0,
-             batch_size: int = 128) -> float:
-    """Mean rule-verified accuracy of one sample per problem (greedy when temperature == 0)."""
+             batch_size: int = 128, seed: int = 0) -> float:
+    """Mean rule-verified accuracy of one sample per problem (greedy when temperature == 0). Sampling draws from
+    a random stream of its own (seed), which the training's is restored past: how often a run is evaluated must
+    not change what it trains on."""
     policy.eval()
     hits = 0
-    for i in range(0, len(records), batch_size):
-        batch = records[i:i + batch_size]
-        prompts = [data.chat_prompt(tokenizer, r["question"]) for r in batch]
-        out = grpo.generate_rollouts(policy, tokenizer, prompts, 1, max_new_tokens, temperature=temperature)
-        hits += sum(verify.verify(t, r["answer"]) for t, r in zip(out.texts, batch))
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if next(policy.parameters()).is_cuda else []):
+        torch.manual_seed(seed)
+        for i in range(0, len(records), batch_size):
+            batch = records[i:i + batch_size]
+            prompts = [data.chat_prompt(tokenizer, r["question"]) for r in batch]
+            out = grpo.generate_rollouts(policy, tokenizer, prompts, 1, max_new_tokens, temperature=temperature)
+            hits += sum(verify.verify(t, r["answer"]) for t, r in zip(out.texts, batch))
     return hits / max(len(records), 1)
 
 
@@ -646,7 +650,8 @@ def train(args) -> dict:
             m["hack_warning"] = warning
         if main and (step % args.eval_every == 0 or step == args.steps):
             m["test_acc"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
-            m["test_acc_sampled"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens, args.temperature)
+            m["test_acc_sampled"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens, args.temperature,
+                                             seed=args.seed)
             evals.append((step, m["test_acc"]))
             if rm_eval_rows:
                 rm_m = reward.evaluate(rm, rm_eval_rows)

@@ -326,6 +326,19 @@ def test_batch_for_step_is_a_pure_function_covering_each_epoch():
     assert a[:3] != a[3:6]   # each epoch is shuffled anew
 
 
+def test_sampled_evaluation_leaves_the_training_random_stream_alone(tmp_path):
+    import data
+    from transformers import AutoModelForCausalLM
+    data.build_tiny_model(str(tmp_path / "tiny"), hidden_size=32, num_layers=1)
+    policy = AutoModelForCausalLM.from_pretrained(str(tmp_path / "tiny" / "policy"))
+    tokenizer = data.load_tokenizer(str(tmp_path / "tiny" / "policy"))
+    records = data.toy_splits(8, 0, seed=0)[0]
+    torch.manual_seed(1)
+    before = torch.random.get_rng_state()
+    cooper.evaluate(policy, tokenizer, records, max_new_tokens=4, temperature=1.0, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)   # the next rollouts draw what they would have drawn
+
+
 def test_hacking_monitor_warns_once_after_patience(capsys):
     mon = cooper.HackingMonitor(gap=0.25, patience=3)
     paid = [(0.9, 0.1), (0.9, 0.1), (0.5, 0.5), (0.9, 0.1), (0.9, 0.1), (0.9, 0.1), (0.9, 0.0)]
