@@ -252,8 +252,8 @@ def pair_batch(questions, references, pairs) -> tuple:
     """
     valid = [i for i, m in enumerate(pairs["mask"]) if m] or [0]
     extra = [i for i, r in enumerate(pairs["rejected"]) if r is not None]
-    return ([questions[i] for i in valid + extra], [references[i] for i in valid + extra],
-            [pairs["positives"][i] for i in valid + extra],
+    rows = valid + extra
+    return ([questions[i] for i in rows], [references[i] for i in rows], [pairs["positives"][i] for i in rows],
             [pairs["negatives"][i] for i in valid] + [pairs["rejected"][i] for i in extra],
             torch.tensor([pairs["mask"][i] for i in valid] + [1.0] * len(extra)))
 

@@ -188,9 +188,9 @@ def response_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, batch
     Differentiable when called under grad; batch_size bounds memory under no_grad.
     """
     keep, copy_of = _distinct_rows(rollouts)
-    if len(keep) < len(rollouts):
-        distinct = response_logprobs(model, rollouts[keep], temperature, batch_size)
-        return distinct[copy_of.to(distinct.device)]
+    repeats = len(keep) < len(rollouts)
+    if repeats:
+        rollouts = rollouts[keep]
     step = batch_size or len(rollouts)
     out = []
     for s in range(0, len(rollouts), step):
@@ -206,7 +206,8 @@ def response_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, batch
         # log softmax at the taken token = logit - logsumexp, without materialising [N, T, V] log-probs
         taken = logits.gather(-1, part.response_ids.unsqueeze(-1)).squeeze(-1)
         out.append(taken - torch.logsumexp(logits, dim=-1))
-    return torch.cat(out)
+    logp = torch.cat(out)
+    return logp[copy_of.to(logp.device)] if repeats else logp
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, scale_std: bool = True) -> torch.Tensor:
