@@ -56,7 +56,8 @@ DEFAULTS = dict(
     assistant_model=None, assistant_url=None, assistant_key_env="OPENAI_API_KEY", negative_tries=3,
     assistant_concurrency=8, assistant_timeout=60.0, assistant_retries=3,
     rejected_negatives=False,   # beyond the paper (opt-in): also pair the positive with a rule-rejected rollout
-    eval_every=20, eval_size=256, save_every=0, hack_gap=0.25, hack_patience=10,
+    eval_every=20,          # test accuracy every N steps and at the last; 0: at the start and the last step only
+    eval_size=256, save_every=0, hack_gap=0.25, hack_patience=10,
     rm_eval=None,           # labelled file (Cooper or VerifyBench format) scored every eval; the toy makes its own
     sample_every=10, sample_prompts=2, tensorboard=False,
     rollout="hf",           # hf (generate) | vllm (a vllm.LLM per rank, refreshed after each update)
@@ -88,6 +89,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--resume {args.resume}: cannot read its config.json ({err})")
         args = p.parse_args(argv)
         args.out = args.resume
+    for key in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "rm_steps", "eval_every", "eval_size",
+                "save_every", "sample_every", "hack_patience", "negative_tries"):
+        least = 0 if key in ("eval_every", "save_every", "sample_every") else 1
+        if getattr(args, key) < least:
+            p.error(f"--{key.replace('_', '-')} must be >= {least}, got {getattr(args, key)}")
     if args.rollout not in ("hf", "vllm"):
         p.error(f"--rollout must be hf or vllm, got {args.rollout!r}")
     if args.reward not in ("rule", "rm", "cooper"):
@@ -648,7 +654,7 @@ def train(args) -> dict:
         warning = monitor.update(step, m["reward_mean"], m["rule_acc"]) if main else None
         if warning:
             m["hack_warning"] = warning
-        if main and (step % args.eval_every == 0 or step == args.steps):
+        if main and (args.eval_every and step % args.eval_every == 0 or step == args.steps):
             m["test_acc"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
             m["test_acc_sampled"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens, args.temperature,
                                              seed=args.seed)
@@ -694,6 +700,7 @@ def train(args) -> dict:
     summary["hacked"] = summary["final_reward"] - summary["final_rule_acc"] > args.hack_gap
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
+    report(args.out)   # here, not in a process of its own: the imports are paid, and runs side by side plot side by side
     print(json.dumps(summary))
     return summary
 

@@ -14,8 +14,9 @@ import random
 import sys
 
 import torch
-from transformers import (AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Qwen2ForSequenceClassification,
-                          Qwen2Tokenizer)
+
+# transformers is imported inside the functions that build or load models: its model classes take seconds to
+# import, and the toy task, the loaders and the prompts need none of them.
 
 # Appended to every question, toy and real alike, so the same verifier reads `#### n` from every completion.
 ANSWER_INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
@@ -307,7 +308,7 @@ def _byte_symbols() -> list[str]:
     return [chr(b) if b in keep else chr(next(shifted)) for b in range(256)]
 
 
-def make_char_tokenizer() -> Qwen2Tokenizer:
+def make_char_tokenizer() -> "transformers.Qwen2Tokenizer":
     """A character-level tokenizer that survives AutoTokenizer.
 
     The pitfall (TOY.md): for a folder whose config.json says model_type qwen2, transformers 5.x
@@ -319,6 +320,7 @@ def make_char_tokenizer() -> Qwen2Tokenizer:
     loader (AutoTokenizer, PreTrainedTokenizerFast, Qwen2Tokenizer) builds the same tokenizer.
     Specials: 256 <|endoftext|> (pad), 257 <|im_start|>, 258 <|im_end|> (eos).
     """
+    from transformers import Qwen2Tokenizer
     vocab = {symbol: b for b, symbol in enumerate(_byte_symbols())}
     for special in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]:
         vocab[special] = len(vocab)
@@ -336,6 +338,7 @@ def build_tiny_model(out_dir: str, seed: int = 0, hidden_size: int = 128, num_la
 
     >>> build_tiny_model("runs/tiny")   # doctest: +SKIP
     """
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2ForSequenceClassification
     tokenizer = make_char_tokenizer()
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
                          num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
@@ -355,6 +358,7 @@ def load_tokenizer(path: str):
     the model has none). Refuses a tokenizer that does not give back the text it encoded (the TOY.md
     pitfall: spaces and newlines silently dropped) with one clear error instead of training on it.
     """
+    from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -81,7 +81,6 @@ train_modes() {   # out seeds steps jobs "modes" [more cooper.py args]
     done
   done
   wait
-  for mode in $modes; do "$PY" cooper.py report "$out/$mode"/seed*/ >/dev/null; done
 }
 
 # Training on every visible GPU: torchrun with one process per GPU when there are several (distributed.py).

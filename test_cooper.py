@@ -354,6 +354,13 @@ def test_toy_defaults_apply_only_without_policy():
     assert real.lr == 1e-6 and real.group_size == 16 and real.beta == 0.001
 
 
+@pytest.mark.parametrize("flag, value, least", [("--group-size", "0", 1), ("--eval-every", "-5", 0), ("--rm-steps", "0", 1)])
+def test_counts_out_of_range_are_named(capsys, flag, value, least):
+    with pytest.raises(SystemExit):
+        cooper.parse_args([flag, value])
+    assert f"{flag} must be >= {least}, got {value}" in capsys.readouterr().err
+
+
 def test_eval_args_name_a_bad_data_spec(capsys):
     with pytest.raises(SystemExit):
         cooper.parse_eval_args(["--policy", "p", "--data", "gsm8k.jsonl"])
@@ -395,7 +402,7 @@ def _params(path):
 def test_few_steps_of_each_mode(toy_start, tmp_path, mode):
     out = tmp_path / mode
     args = cooper.parse_args(["--reward", mode, "--steps", "3", "--seed", "0", "--out", str(out),
-                              "--toy-dir", str(toy_start), "--eval-every", "3", "--eval-size", "16",
+                              "--toy-dir", str(toy_start), "--eval-every", "0", "--eval-size", "16",
                               "--prompts-per-step", "8", "--group-size", "4"])
     summary = cooper.train(args)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -403,12 +410,12 @@ def test_few_steps_of_each_mode(toy_start, tmp_path, mode):
     for r in rows:
         for key in ("reward_mean", "rule_acc", "kl", "pg_loss"):
             assert torch.isfinite(torch.tensor(r[key])), (key, r)
-    assert "test_acc" in rows[-1] and "test_acc_sampled" in rows[-1] and 0 <= summary["final_acc"] <= 1
+    assert ["test_acc" in r for r in rows] == [False, False, True]   # --eval-every 0: the last step only
+    assert "test_acc_sampled" in rows[-1] and 0 <= summary["final_acc"] <= 1
     dumped = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [d["step"] for d in dumped] == [1, 1]   # --sample-prompts 2 at step 1
     assert len(dumped[0]["rollouts"]) == 4 and {"text", "reward", "correct", "advantage"} <= set(dumped[0]["rollouts"][0])
-    report = cooper.report(str(out))
-    assert (out / "report.png").stat().st_size > 10_000 and "| reward_mean |" in report
+    assert (out / "report.png").stat().st_size > 10_000 and "| reward_mean |" in (out / "report.md").read_text()
     before, after = _params(toy_start / "policy"), _params(out / "policy")
     assert any(not torch.equal(before[k], after[k]) for k in before), "the policy did not change"
     if mode == "rule":
