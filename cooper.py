@@ -285,7 +285,8 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
         rollouts, engine_logp = distributed.hf_rollouts(policy, tokenizer, prompts, G, seeds, args), None
     q_rep = [q for q in questions for _ in range(G)]
     ref_rep = [r for r in references for _ in range(G)]
-    correct = [verify.verify(text, ref) for text, ref in zip(rollouts.texts, ref_rep)]
+    verdict = {pair: verify.verify(*pair) for pair in dict.fromkeys(zip(rollouts.texts, ref_rep))}   # repeats once
+    correct = [verdict[pair] for pair in zip(rollouts.texts, ref_rep)]
     t_gen = time.time()
 
     # 2. Reward: the RM score only (the rule verdict is never added to it), or the rule alone.
