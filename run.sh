@@ -108,7 +108,7 @@ case "${1:-default}" in
   reproduce)
     shift
     out=${OUT:-runs/reproduce}
-    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "${MODES:-cooper rm rule}" --eval-every 50 "$@"
+    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "${MODES:-cooper rm rule}" --eval-every 75 "$@"
     "$PY" cooper.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
     ;;
