@@ -743,14 +743,11 @@ def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def report(run_dir: str) -> str:
-    """Write report.md and report.png for one run from its metrics.jsonl; returns the markdown."""
+def plot_report(rows: list[dict], config: dict, run_dir: str) -> None:
+    """report.png: reward paid vs truth, KL, RM loss and accuracy, valid pairs, the monitor's gap."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = read_metrics(run_dir)
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
     panels = [("reward paid vs rule-verified accuracy", ["reward_mean", "rule_acc", "test_acc"]),
               ("KL to the reference policy", ["kl"]), ("reward-model pairwise loss", ["rm_loss"]),
               ("reward-model balanced accuracy", ["rm_bacc", "rm_bacc_rollouts"]),
@@ -773,6 +770,22 @@ def report(run_dir: str) -> str:
     fig.savefig(os.path.join(run_dir, "report.png"), dpi=80)
     plt.close(fig)
 
+
+def report(run_dir: str) -> str:
+    """Write report.md and report.png for one run from its metrics.jsonl; returns the markdown. Without
+    matplotlib (a vLLM environment may lack it) report.md alone, and one line that says so: a run that trained
+    for hours must not fail at its last line for want of a plot."""
+    rows = read_metrics(run_dir)
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    try:
+        plot_report(rows, config, run_dir)
+        picture = ["![report](report.png)", ""]
+    except ImportError as err:
+        print(f"report: {err.name} is not installed, so {run_dir}/report.png was not drawn (pip install matplotlib)",
+              file=sys.stderr)
+        picture = []
+
     def at(key, which):
         _, y = series(rows, key)
         return f"{y[which]:.3f}" if y else "-"
@@ -782,7 +795,7 @@ def report(run_dir: str) -> str:
     lines += [f"| {k} | {at(k, 0)} | {at(k, -1)} |" for k in keys]
     warnings = [r["hack_warning"] for r in rows if r.get("hack_warning")]
     lines += ["", "## Hacking monitor", ""] + ([f"- WARNING {w}" for w in warnings] or ["No warning."])
-    lines += ["", "![report](report.png)", ""]
+    lines += [""] + picture
     text = "\n".join(lines)
     with open(os.path.join(run_dir, "report.md"), "w") as f:
         f.write(text)

@@ -8,6 +8,7 @@ import doctest
 import importlib
 import json
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -432,6 +433,17 @@ def test_few_steps_of_each_mode(toy_start, tmp_path, mode):
         tried = [n for d in dumped for n in d["negatives"]]
         assert all(n["accepted"] == (n["rejected_because"] is None) for n in tried)
         assert all((d["positive_index"] is None) == (d["negatives"] == []) for d in dumped)
+
+
+def test_report_without_matplotlib_writes_the_markdown_and_says_so(tmp_path, monkeypatch, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"reward": "rm", "seed": 1, "hack_gap": 0.25}))
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward_mean": r, "rule_acc": 0.2}) + "\n"
+                                                    for s, r in [(1, 0.5), (2, 0.9)]))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib now raises ImportError
+    text = cooper.report(str(tmp_path))
+    assert "| reward_mean | 0.500 | 0.900 |" in text and "report.png" not in text
+    assert (tmp_path / "report.md").read_text() == text and not (tmp_path / "report.png").exists()
+    assert "matplotlib is not installed" in capsys.readouterr().err
 
 
 def test_table_reads_summaries(toy_start, tmp_path):
