@@ -1,5 +1,5 @@
-"""The OpenAI-compatible client (reward.chat_completions) and what talks to an LLM endpoint through it -
-Cooper's `--assistant openai` and `reward.py annotate --judge openai` - against real local HTTP servers the
+"""The OpenAI-compatible client (annotate.chat_completions) and what talks to an LLM endpoint through it -
+Cooper's `--assistant openai` and `annotate.py annotate --judge openai` - against real local HTTP servers the
 tests start on 127.0.0.1: one that generates with the tiny model, one that stalls, ones that fail.
 
 ChatServer is a minimal /v1/chat/completions server (standard library http.server, one thread per request)
@@ -17,7 +17,7 @@ import torch
 import cooper
 import data
 import grpo
-import reward
+import annotate
 import verify
 
 
@@ -110,13 +110,11 @@ class ChatServer:
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    """The embedded toy start (a policy that writes `a+b=c\\n#### c`), loaded: (dir, model, tokenizer)."""
+def toy(toy_start):
+    """The shared embedded toy start (a policy that writes `a+b=c\\n#### c`), loaded: (dir, model, tokenizer)."""
     from transformers import AutoModelForCausalLM
-    toy_dir = tmp_path_factory.mktemp("toy")
-    cooper.prepare_toy(str(toy_dir), **cooper.TEST_TOY)
-    tok = data.load_tokenizer(str(toy_dir / "policy"))
-    return toy_dir, AutoModelForCausalLM.from_pretrained(str(toy_dir / "policy")).eval(), tok
+    tok = data.load_tokenizer(str(toy_start / "policy"))
+    return toy_start, AutoModelForCausalLM.from_pretrained(str(toy_start / "policy")).eval(), tok
 
 
 def ask(n):
@@ -131,7 +129,7 @@ def test_replies_are_the_models_own_generation(toy):
     _, model, tok = toy
     convs = ask(3)
     with ChatServer(model, tok) as srv:
-        replies, counts = reward.chat_completions(srv.url, "toy", convs, api_key="sk-test", temperature=0.0,
+        replies, counts = annotate.chat_completions(srv.url, "toy", convs, api_key="sk-test", temperature=0.0,
                                                   max_tokens=24)
     local = grpo.generate_rollouts(model, tok, [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
                                                 for c in convs], 1, 24, temperature=0.0).texts
@@ -147,7 +145,7 @@ def test_concurrency_limit_holds(toy, concurrency, n):
     # 8 is above asyncio's default thread pool on a 2-core machine (cpus + 4 = 6): the client must not cap it.
     _, model, tok = toy
     with ChatServer(model, tok, hold=0.3) as srv:
-        replies, counts = reward.chat_completions(srv.url, "toy", ask(n), max_tokens=4, concurrency=concurrency)
+        replies, counts = annotate.chat_completions(srv.url, "toy", ask(n), max_tokens=4, concurrency=concurrency)
     assert counts["ok"] + counts["empty"] == n == srv.requests and counts["retries"] == 0
     assert srv.max_in_flight == concurrency
 
@@ -155,7 +153,7 @@ def test_concurrency_limit_holds(toy, concurrency, n):
 def test_a_stalling_server_times_out_and_masks_every_item():
     with ChatServer(behaviour="stall") as srv:
         t0 = time.time()
-        replies, counts = reward.chat_completions(srv.url, "m", ask(3), timeout=0.5, retries=1, backoff=0.05)
+        replies, counts = annotate.chat_completions(srv.url, "m", ask(3), timeout=0.5, retries=1, backoff=0.05)
         elapsed = time.time() - t0
     assert replies == [None] * 3
     assert counts["timeout"] == 3 and counts["retries"] == 3 and counts["ok"] == 0
@@ -166,7 +164,7 @@ def test_a_stalling_server_times_out_and_masks_every_item():
 def test_a_failing_server_is_retried_with_backoff_then_masked(behaviour, key):
     with ChatServer(behaviour=behaviour) as srv:
         t0 = time.time()
-        replies, counts = reward.chat_completions(srv.url, "m", ask(2), retries=2, backoff=0.2)
+        replies, counts = annotate.chat_completions(srv.url, "m", ask(2), retries=2, backoff=0.2)
         elapsed = time.time() - t0
     assert replies == [None, None] and counts[key] == 2 and counts["retries"] == 4
     assert srv.requests == 6 and elapsed >= 0.2 + 0.4   # backoff 0.2 s, then 0.4 s
@@ -174,17 +172,17 @@ def test_a_failing_server_is_retried_with_backoff_then_masked(behaviour, key):
 
 def test_a_refusal_is_not_retried_and_a_transient_error_recovers(toy):
     with ChatServer(behaviour="refuse") as srv:
-        replies, counts = reward.chat_completions(srv.url, "m", ask(2), retries=3, backoff=0.01)
+        replies, counts = annotate.chat_completions(srv.url, "m", ask(2), retries=3, backoff=0.01)
     assert replies == [None, None] and counts["refused"] == 2 and srv.requests == 2
     _, model, tok = toy
     with ChatServer(model, tok, fail_first=1) as srv:
-        replies, counts = reward.chat_completions(srv.url, "toy", ask(1), temperature=0.0, max_tokens=8, retries=2,
+        replies, counts = annotate.chat_completions(srv.url, "toy", ask(1), temperature=0.0, max_tokens=8, retries=2,
                                                   backoff=0.01)
     assert isinstance(replies[0], str) and counts["ok"] == 1 and counts["retries"] == 1 and srv.requests == 2
 
 
 def test_no_server_at_all_is_an_error_not_a_crash():
-    replies, counts = reward.chat_completions("http://127.0.0.1:9/v1", "m", ask(2), retries=1, backoff=0.01)
+    replies, counts = annotate.chat_completions("http://127.0.0.1:9/v1", "m", ask(2), retries=1, backoff=0.01)
     assert replies == [None, None] and counts["error"] == 2
 
 
@@ -245,7 +243,7 @@ def test_annotate_with_an_openai_judge_counts_every_row(toy, tmp_path, capsys):
                            for a in range(4) for d in (0, 1)))
     out = tmp_path / "kept.jsonl"
     with ChatServer(model, tok) as srv:
-        reward.main(["annotate", str(src), str(out), "--judge", "openai", "--judge-url", srv.url,
+        annotate.main(["annotate", str(src), str(out), "--judge", "openai", "--judge-url", srv.url,
                      "--judge-model", "toy", "--judge-max-tokens", "16"])
     stats = json.loads(capsys.readouterr().out.splitlines()[0])
     assert srv.requests == 8 and stats["requests"]["ok"] + stats["requests"]["empty"] == 8
