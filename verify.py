@@ -5,28 +5,34 @@
     verify("... $x = 1 \\pm \\sqrt{2}$ ... \\boxed{1\\pm\\sqrt2}", "1+\\sqrt{2}, 1-\\sqrt{2}") -> True
 
 verify(completion, reference, question=None, last_number=False, timeout=TIMEOUT_S) -> bool
-    The reference may be a bare answer or a worked solution (its final answer is extracted first).
-    Extraction, in order: the last \\boxed{}/\\fbox{} (nested braces); else the text after the last
-    "####", "final answer is", "answer is", "Answer:" or a line-start "A:"; else a completion that is a
-    single short line is the answer itself; else, only with last_number=True, the last number.
+    The reference may be a bare answer or a worked solution: its final answer is found the same way.
+    Extraction, after a closing </think> if anything follows it, and with JSON-doubled backslashes undone:
+    the last \\boxed{}/\\fbox{} (boxes side by side are one list), unless a later "final answer is ..."
+    overrides it; else the text after the last "####", "final answer is", "answer is", "Answer:", "Answer $x$"
+    or a line-start "A:" (a sentence there gives the value it states: "The largest $n$ is 34."); else a
+    line of math alone; else the last $..$ / \\[..\\] span; else a concluding sentence ("Therefore, ... is
+    2/3."); else a short one-line completion; else, only with last_number=True, the last number.
 
 Equivalence policies (cheapest test first; each row is tested in test_verify.py):
     | policy                  | equal                                 | not equal                        |
     |-------------------------|---------------------------------------|----------------------------------|
     | normalised string       | \\text{Evelyn} ~ evelyn, \\dfrac ~ \\frac | Evelyn ~ Carla                   |
-    | thousands separators    | 1,000 ~ 1000, 14{,}916 ~ 14916        | 32, 349 ~ 32349 (a list)         |
-    | decoration              | $18 ~ 18, 90^\\circ ~ 90, 5 cm ~ 5     |                                  |
-    | numbers, rel. tol 1e-6  | 12.0 ~ 12, 0.5 ~ \\frac12 ~ 1/2         | 2^{-99} ~ 2^{-98} (no abs. tol)  |
+    | thousands separators    | 1,000 ~ 1000, 14{,}916 ~ 32,\\! 349 ~ 32349 | 32, 349 ~ 32349 (a list)   |
+    | decimal comma           | 1,22 ~ 1.22, 0,111 ~ 0.111             | 1,2 ~ 1.2 (a list), 1,222 ~ 1.222 |
+    | decoration              | $18 ~ 18, 90^\\circ ~ 90, \\frac12\\text{ m} ~ 0.5 |                          |
+    | numbers: exact          | 12.0 ~ 12, 0.5 ~ \\frac12 ~ 1/2         | 1000001 ~ 1000000, 2^{-99} ~ 2^{-98} |
+    | rounded decimals        | 0.0833333 ~ \\frac1{12} (6+ places, last place) | 0.33 ~ \\frac13, 3.14 ~ \\pi |
     | percent                 | 28\\% ~ 28, 10\\% ~ 0.1                  | 0.28 ~ 28                        |
-    | lone variable           | x = 3 ~ 3, x = 2+1 ~ 3                 | 2x + z = 1 ~ 1                   |
+    | labelled answers        | x = 3 ~ 3, (p, q) = (3, 2) ~ (3, 2), AB = 4, CD = 5 ~ 4, 5 | 2x + z = 1 ~ 1; x = 3 ~ y = 3 |
     | equations               | a=b ~ b=a, 2x=4 ~ x=2 (constant ratio) | 3x-y=0 ~ 3x+4y=0                 |
     | inequalities            | x < 1 ~ -x > -1, x>=5 ~ 5 \\le x       | x < 1 ~ x > -1                   |
+    | ... as intervals        | -1 < a < 10 ~ (-1, 10), x > 5 ~ (5, \\infty) | -1 \\le a < 10 ~ (-1, 10)  |
     | expressions (sympy)     | \\sec^2 y ~ \\tan^2 y + 1, \\sqrt8 ~ 2\\sqrt2 | 4\\sqrt(2) ~ 4 (read as 4*sqrt 2) |
-    | bare lists, sets, \\pm   | unordered: 1, 2 ~ 2, 1; 1\\pm 2 ~ 3, -1 |                                  |
+    | bare lists, sets, \\pm   | unordered, ; as ,: 1; 2 ~ 2, 1; 1\\pm 2 ~ 3, -1; repeats once | 1, 2, 3 ~ 1, 2 |
     | tuples, matrices        | ordered: (1, 4.5) ~ (1, \\frac92)      | (1, 2) ~ (2, 1)                  |
     | intervals, unions       | [0, 1) ~ [0, 1); union order free      | (0, 9) ~ [0, 9)                  |
     | multiple choice         | (B) ~ B; "15" ~ B if question has (B) 15 | (A) ~ B                        |
-    | yes / no                | Yes ~ True ~ correct                   | Yes ~ No                         |
+    | yes / no, proofs        | Yes ~ True ~ correct, proved ~ proven  | Yes ~ No, proved ~ disproved     |
     | unparseable             | only string equality                   | anything else                    |
 
 Safety. Model text is untrusted: nothing here calls eval, exec, sympify or parse_expr. A small
@@ -40,7 +46,7 @@ persistent worker process (python verify.py --serve), one per concurrent caller,
 The caller waits on the worker's pipe with select(); if no answer comes within `timeout` seconds the
 worker is killed (SIGKILL always works, from any thread, in any process, unlike signal.alarm or a
 cooperative deadline that a long C-level sympy call would never check), the call returns False and
-stats["timeouts"] counts it. Starting a worker (importing sympy, ~0.5 s) is not counted; call
+stats["timeouts"] counts it. Starting a worker (importing sympy) is not counted; call
 warm_up() first if the first call must also be fast.
 """
 import json, os, re, select, subprocess, sys, threading, time
@@ -49,13 +55,22 @@ from fractions import Fraction
 TIMEOUT_S = 1.0
 MAX_TEXT_CHARS, MAX_ANSWER_CHARS = 1_000_000, 2_000
 MAX_DEPTH, MAX_POW_BITS, MAX_EXPONENT, MAX_FACTORIAL = 100, 100_000, 10_000, 5_000
-REL_TOL = 1e-6
+EXACT_TOL = 1e-15  # relative: what 30-digit evaluation of two equal exact values may differ by
 stats = {"timeouts": 0, "sympy_calls": 0}  # module-level counters for callers to read (or reset)
 
 # ---------------------------------------------------------------- extraction
 
 _BRACE = re.compile(r"[{}]")
-_MARKER = re.compile(r"####|final answer(?: is)?|answer is|answer\s*:|^[ \t*]*a:", re.I | re.M)
+_MARKER = re.compile(r"####|final answer(?: is)?|answer is|answer\s*:|^[ \t*]*a:|(?:option|choice) is|"
+                     r"\banswer(?=[ \t]*(?:\$|\\[\[(]|-?\d))|^[ \t*#]*answer\b", re.I | re.M)
+# JSON-escaped text doubles every backslash; a doubled one before a command name is that command
+_DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:[dtc]?frac|sqrt|boxed|left|right|pi|text\w*|math\w+|cdot|times|infty|leq?|geq?|"
+                      r"neq?|pm|mp|cup|cap|in|approx|circ|sin|cos|tan|log|ln|exp|theta|alpha|beta|begin|end|quad|"
+                      r"[lc]?dots|lt|gt|mbox|operatorname|dfrac)(?![a-zA-Z]))")
+_GLUE = re.compile(r"(?:\s|\$|\\[\[\]()]|\\q?quad|\\[,;!]|\\text\{\s*(?:and|or|,)?\s*\}|,|;|\band\b|\bor\b)*")
+_SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$\n]+?)\$", re.S)
+_CONCLUDE = re.compile(r"\s*(?:therefore|thus|so|hence|in conclusion|finally|overall|in total)\b", re.I)
+_NUM_WORD = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?\s*%?")
 
 
 def _braced(text, j):
@@ -69,37 +84,90 @@ def _braced(text, j):
 
 
 def _last_boxed(text):
-    """Inside of the last well-formed \\boxed{...} / \\fbox{...}, trying at most 8 from the end."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*(?=\{)", text)]
-    return next((a for a in map(lambda j: _braced(text, j), reversed(starts[-8:])) if a is not None), None)
+    """(inside, end) of the last well-formed \\boxed{...} / \\fbox{...}, trying at most 8 from the end. Boxes
+    written side by side ('\\boxed{-2} and \\boxed{1}') are one answer: their insides joined as a list."""
+    found = []
+    for m in list(re.finditer(r"\\(?:boxed|fbox)\s*(?=\{)", text))[-8:][::-1]:
+        inside = _braced(text, m.end())
+        if inside is None:
+            continue
+        end = m.end() + len(inside) + 2
+        if found and not _GLUE.fullmatch(text, end, found[-1][1]):
+            break
+        found.append((inside, m.start(), end))
+    return (", ".join(f[0] for f in reversed(found)), found[0][2]) if found else (None, 0)
 
 
-def _after_marker(text):
+def _span(rest):
+    """The leading $..$ / \\[..\\] / \\(..\\) span of rest, None if it opens none."""
+    for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("$", "$"), ("\\(", "\\)")):
+        if rest.startswith(opener):
+            end = rest.find(closer, len(opener))
+            return rest[len(opener):end] if end != -1 else None  # an unmatched $ is a currency sign
+    return None
+
+
+def _from_sentence(s):
+    """The answer inside a sentence: 'The largest $n$ is 34' -> '34', 'Jane started 3 hours ago' -> '3'."""
+    parts = re.split(r"\s(?:is|are|was|equals|be)\s|=", s)
+    spans = [next(g for g in m.groups() if g is not None) for m in _SPAN.finditer(parts[-1])]
+    nums = _NUM_WORD.findall(parts[-1])
+    if len(parts) > 1:  # after the verb: its first math span, else its first number
+        return spans[0] if spans else nums[0] if nums else None
+    return nums[0] if len(nums) == 1 else spans[0] if len(spans) == 1 else None
+
+
+def _after_marker(text, start=0):
     """What follows the last answer marker: a $..$ / \\[..\\] span, else the line up to a full stop."""
     last = None
-    for last in _MARKER.finditer(text):
+    for last in _MARKER.finditer(text, start):
         pass
     if last is None:
         return None
     rest = text[last.end():last.end() + 4 * MAX_ANSWER_CHARS].lstrip(" \t:*").lstrip()
-    for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("$", "$"), ("\\(", "\\)")):
-        if rest.startswith(opener):
-            end = rest.find(closer, len(opener))
-            if end != -1:
-                return rest[len(opener):end]
-            break  # an unmatched $ is a currency sign
-    return re.split(r"\.(?=\s|\*|$)", rest.split("\n", 1)[0], maxsplit=1)[0]
+    ans = _span(rest)
+    if ans is None:
+        ans = re.split(r"\.(?=\s|\*|$)", rest.split("\n", 1)[0], maxsplit=1)[0]
+        if len(ans.split()) >= 3 and _is_text(re.sub(r"\$[^$]*\$", "", ans)):
+            ans = _from_sentence(ans) or ans  # 'Final Answer: The largest $n$ is 34.'
+    return ans
+
+
+def _unmarked(text):
+    """An answer no marker announces: the last math span, else a concluding sentence's ('Therefore, ... is 2/3.')."""
+    spans = list(_SPAN.finditer(text[-MAX_ANSWER_CHARS:]))  # bounded: a lazy span scan is quadratic
+    if spans:
+        inside = next(g for g in spans[-1].groups() if g is not None)
+        if not _is_text(inside):
+            return inside
+    for sentence in reversed(re.split(r"(?<=[.!?])\s+|\n", text[-4 * MAX_ANSWER_CHARS:].strip())[-3:]):
+        if _CONCLUDE.match(sentence):
+            return _from_sentence(sentence.rstrip("."))
+    return None
 
 
 def extract_answer(text, last_number=False):
     """Final answer string of a completion or worked solution, or None (see the module docstring)."""
     if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
         return None
-    ans = _last_boxed(text)
+    text = _DOUBLED.sub(lambda m: "\\", text) if "\\\\" in text else text
+    _, think, tail = text.rpartition("</think>")
+    thought = bool(think and tail.strip())
+    text = tail if thought else text  # a reasoning model's answer follows its thinking
+    ans, end = _last_boxed(text)
+    later = _after_marker(text, end) if ans is not None else None
+    if later and re.search(r"[\d$\\]", later):  # '\boxed{200} ... The final answer is $10,455$'
+        ans = later
     if ans is None:
         ans = _after_marker(text)
-    if ans is None and "\n" not in text.strip() and "\\boxed" not in text and (len(text) <= 40 or not _is_text(text)):
-        ans = text  # a short one-line completion is its own answer
+    lines = text.strip().split("\n")
+    line = lines[-1] if "\\boxed" not in text and (len(lines) == 1 or thought) else ""
+    if ans is None and line and not _is_text(line):
+        ans = line  # a one-line completion (or last line after thinking) of math alone is its own answer
+    if ans is None:
+        ans = _unmarked(text)
+    if ans is None and 0 < len(line) <= 40:
+        ans = line  # and so is a short one
     if ans is None and last_number:
         ans = (re.findall(r"-?\d[\d,]*(?:\.\d+)?", text[-MAX_ANSWER_CHARS:]) or [None])[-1]
     return _clean(ans) or None if ans is not None and len(ans) <= MAX_ANSWER_CHARS else None
@@ -113,29 +181,65 @@ _UNICODE = str.maketrans({"−": "-", "×": "*", "·": "*", "÷": "/", "π": "\\
                           "≥": "\\ge ", "≠": "\\ne ", "√": "\\sqrt", "∪": "\\cup ", "€": ""})
 
 
+_TEXT_UNIT = re.compile(r"(?<=[\d}])(?:\s|\\[,;: !])*\\(?:text|mathrm|mbox|textnormal|textbf)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}(?:\^\{?\d\}?)?$")
+_PERIOD = re.compile(r"[,;]?\s*\(?\s*(?:where|for)?\s*[a-z]\s*\\in\s*\\mathbb\s*\{?[ZN]\}?\s*\)?$")  # ', k \in \mathbb{Z}'
+
+
 def _clean(s):
     """Drop what never changes the value: $, \\(, \\text{}, \\left, spacing, degrees, units, a full stop."""
-    s = s.translate(_UNICODE)
+    s = re.sub(r"(?:\.\.\.|…)\s*\$?$", r" \\ldots", s.translate(_UNICODE).strip())  # '1, 2, ...' is not '1, 2'
+    s = _TEXT_UNIT.sub("", s.strip("$").strip().rstrip(".").rstrip())  # '\frac12 \text{ m}': a unit
     for _ in range(8):
         s, n = _UNWRAP.subn(r"\1", s)
         if not n:
             break
-    s = _DROP.sub("", s).replace("\\%", "%").replace("{,}", ",")
+    s = re.sub(r"\s*\{,\s*\}\s*|,\\!\s*", ",", s)  # 14{,}916 and 32,\! 349 are thousands separators
+    s = _DROP.sub("", s).replace("\\%", "%")
     s = re.sub(r"\\[dtc]frac", r"\\frac", re.sub(r"\\[\[\]()]", "", s)).strip().rstrip(".,;").strip()
-    s = re.sub(r"\s+(?:and|or)\s+", ", ", re.sub(r",?\s+(?:percent(?:age)?|pct)$", "%", s))
+    s = re.sub(r"(?<=[\d})\]])\s*(?:or|and)\s*(?=[-\d(\[\\]|[a-z]\s*=)", ", ", s)  # '2\text{or}3' unwraps to '2or3'
+    s = re.sub(r",?\s+(?:and|or)\s+", ", ", re.sub(r",?\s+(?:percent(?:age)?|pct)$", "%", s)).replace(";", ",")
+    s = _PERIOD.sub("", _approx(s))
     m = _UNITS.match(s)
-    return re.sub(r"\s+", " ", m.group(1) if m and _number(m.group(1)) is not None else s).strip()
+    return re.sub(r"\s+", " ", m.group(1) if m and not _is_text(m.group(1)) else s).strip()
 
 
-def _drop_lone_variable(s):
-    """'x = 3' -> '3', 'x = 5+5+1 = 11' -> '11' (the last member decides)."""
-    m = re.match(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*=(?:.*=)?\s*([^=<>]+)$", s)
-    return m.group(1).strip() if m else s
+def _approx(s):
+    """'x \\approx 11' -> 'x = 11', '\\approx 7.78' -> '7.78', '1/3 \\approx 0.33' -> '1/3' (the exact value)."""
+    head, _, rest = s.partition("\\approx")
+    if not _:
+        return s
+    head = head.strip()
+    return rest if not head else f"{head} = {rest}" if re.fullmatch(_NAME, head) else head
+
+
+_NAME = r"(?:[a-zA-Z](?:_\{?\w+\}?)?|[A-Z]{2,3}|\|[A-Z]{1,3}\||[a-zA-Z]\([^()=,]*\)|\\angle\s*[A-Z]{1,3})"
+_LABEL = re.compile(rf"(?:{_NAME}|\(\s*{_NAME}(?:\s*,\s*{_NAME})+\s*\))\s*(?:=|\\in\b)(?:.*=)?\s*([^=<>]+)")
+
+
+def _top_split(s):
+    """s split at the commas outside brackets: 'AB = 4, (1, 2)' -> ['AB = 4', '(1, 2)']."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(s):
+        depth += (c in "([{") - (c in ")]}")
+        if c == "," and depth == 0:
+            parts, start = parts + [s[start:i]], i + 1
+    return parts + [s[start:]]
+
+
+def _drop_label(s):
+    """'x = 3' -> '3', 'x = 5+5+1 = 11' -> '11', '(p, q) = (3, 2)' -> '(3, 2)', 'AB = 4, CD = 5' -> '4, 5',
+    'x \\in [0, 1)' -> '[0, 1)'; unchanged unless its first member is labelled."""
+    parts = _top_split(s) if "," in s and len(s) < MAX_ANSWER_CHARS else [s]
+    if not _LABEL.fullmatch(parts[0].strip()):
+        return s
+    return ", ".join((m.group(1) if m else p).strip() for p in parts for m in [_LABEL.fullmatch(p.strip())])
 
 
 _FRAC = re.compile(r"(-?)\\frac(?:\{(\d+(?:\.\d+)?)\}\{(\d+(?:\.\d+)?)\}|(\d)(\d))")
 # a mantissa with at least one digit: "e4" alone is not a number (Fraction("e4") raises)
 _PLAIN = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,3})?")
+# a decimal comma: not three digits after it (a thousands separator) nor one ('1,2' is a list), or after a 0
+_DECIMAL_COMMA = re.compile(r"-?(?:\d+,(?:\d\d|\d{4,})|0,\d+)")
 
 
 def _number(s):
@@ -151,7 +255,29 @@ def _number(s):
     if s.count("/") == 1:
         a, b = (_number(x) for x in s.split("/"))
         return a / b if a is not None and b else None
+    if len(s) < 100 and _DECIMAL_COMMA.fullmatch(s):
+        return Fraction(s.replace(",", "."))
     return Fraction(s.replace(",", "")) if len(s) < 100 and _PLAIN.fullmatch(s) else None
+
+
+def _places(s):
+    """Most digits after a decimal point in s: how finely a rounded value in it was written."""
+    return max((len(d) for d in re.findall(r"\.(\d+)", s[:MAX_ANSWER_CHARS])), default=0)
+
+
+def _terminating(q):
+    """q = Fraction or sympy Rational that some decimal writes exactly (its denominator is 2^a 5^b)."""
+    d = q.denominator if isinstance(q, Fraction) else int(q.q)
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
+def _near(a, b, places):
+    """Exact rationals a, b are the same answer. Integers and exactly-written decimals compare exactly; a
+    decimal of 6+ places also stands for a value no decimal writes (1/12 ~ 0.0833333), within its last place."""
+    return a == b or places >= 6 and not (_terminating(a) and _terminating(b)) and abs(a - b) <= Fraction(1, 10 ** places)
 
 
 def _numbers_equal(pred, ref):
@@ -159,11 +285,12 @@ def _numbers_equal(pred, ref):
     a, b = _number(pred.rstrip("%").rstrip("\\")), _number(ref.rstrip("%").rstrip("\\"))
     if a is None or b is None:
         return None
-    close = lambda x, y: x == y or abs(x - y) <= REL_TOL * max(abs(x), abs(y))  # relative only: 2^-99 != 2^-98
-    return close(a, b) or (pred.endswith("%") and close(a / 100, b)) or (ref.endswith("%") and close(a, b / 100))
+    n = max(_places(pred), _places(ref))
+    return _near(a, b, n) or (pred.endswith("%") and _near(a / 100, b, n)) or (ref.endswith("%") and _near(a, b / 100, n))
 
 
-_YES, _NO = {"yes", "true", "correct"}, {"no", "false", "incorrect"}
+_SYNONYMS = [{"yes", "true", "correct"}, {"no", "false", "incorrect"}, {"proved", "proven", "provable"},
+             {"disproved", "disproven", "refuted"}]
 _MATH_WORDS = set("sin cos tan sec csc cot sinh cosh tanh arcsin arccos arctan log exp sqrt frac infty cdot times "
                   "cup leq geq neq approx begin end pmatrix bmatrix matrix array binom emptyset varnothing div "
                   "theta alpha beta gamma delta lambda sigma omega phi rho tau epsilon circ".split())
@@ -208,10 +335,10 @@ def _equal(pred, ref, options, timeout):
     if cp or cr:  # a letter on one side: compare the other side with the letter's option text
         (letter, text), other = (cr, pred) if cr else (cp, ref)
         return any(_equal(other, t, {}, timeout) for t in (text, options.get(letter)) if t)
-    if (key(pred) in _YES and key(ref) in _YES) or (key(pred) in _NO and key(ref) in _NO):
+    if any(key(pred) in words and key(ref) in words for words in _SYNONYMS):
         return True
     if "=" not in pred or "=" not in ref:  # y = 2x + 1 ~ 2x - y + 1 = 0 is for the sympy path
-        pred, ref = _drop_lone_variable(pred), _drop_lone_variable(ref)
+        pred, ref = _drop_label(pred), _drop_label(ref)
         if key(pred) == key(ref):
             return True
     same = _numbers_equal(pred, ref)
@@ -292,6 +419,7 @@ def _serve():
     for line in sys.stdin:
         try:
             pred, ref = json.loads(line)
+            _request[0] = max(_places(pred), _places(ref))
             ok = _same(_parse(pred), _parse(ref))
         except Exception:  # _Refuse, RecursionError, MemoryError, sympy's own errors: not equal
             ok = False
@@ -300,6 +428,7 @@ def _serve():
 # ---------------------------------------------------------------- parser: text -> sympy objects (worker only)
 
 sp = None  # sympy: imported by the worker only; the caller's process never needs it
+_request = [0]  # decimal places of the pair being compared (see _near)
 
 
 class _Refuse(Exception):
@@ -573,10 +702,13 @@ def _kind(v):
 
 
 def _close(a, b):
-    """Equal within REL_TOL of the larger magnitude, in 30-digit arithmetic with unbounded exponents (so
-    1/2004! != 1/2006!); there is no absolute tolerance."""
+    """Rationals: _near. Others: equal to 1e-15 of the larger magnitude in 30-digit arithmetic with unbounded
+    exponents (so 1/2004! != 1/2006!, 1000001 \\sqrt2 != 10^6 \\sqrt2), or within the last place of a rounded decimal."""
+    if a.is_Rational and b.is_Rational:
+        return _near(Fraction(int(a.p), int(a.q)), Fraction(int(b.p), int(b.q)), _request[0])
     a, b = sp.N(a, 30), sp.N(b, 30)
-    return a == b or bool(abs(a - b) <= REL_TOL * max(abs(a), abs(b)))
+    tol = sp.Float(10, 30) ** -_request[0] if _request[0] >= 6 else 0
+    return a == b or bool(abs(a - b) <= max(EXACT_TOL * max(abs(a), abs(b)), tol))
 
 
 def _finite(v):
@@ -626,6 +758,19 @@ def _lone_variable(v):
     return _kind(v) == "rel" and set(v[1]) == {"="} and isinstance(v[2][0], sp.Symbol)
 
 
+def _interval(rel):
+    """-1 < x <= 2 -> ("seq", "(", "]", [-1, 2]); x > 5 -> ("seq", "(", ")", [5, oo]); else None."""
+    _, ops, members = _flip(rel)
+    if not set(ops) <= {"<", "<="} or len(ops) > 2:
+        return None
+    if len(ops) == 1:  # one bound: the other is infinite
+        low = isinstance(members[1], sp.Symbol)  # 5 < x: the bound is the lower one
+        ops, members = (ops + ["<"], members + [sp.oo]) if low else (["<"] + ops, [-sp.oo] + members)
+    if not isinstance(members[1], sp.Symbol) or any(_kind(m) != "scalar" or m.free_symbols for m in members[::2]):
+        return None
+    return ("seq", "(" if ops[0] == "<" else "[", ")" if ops[1] == "<" else "]", [members[0], members[2]])
+
+
 def _same_relation(a, b):
     a, b = _flip(a), _flip(b)
     if _lone_variable(a) and _lone_variable(b) and a[2][0] == b[2][0]:
@@ -663,9 +808,10 @@ def _same(a, b):
     ka, kb = _kind(a), _kind(b)
     if ka == "rel" and kb == "rel":
         return _same_relation(a, b)
-    if "rel" in (ka, kb):  # x = 3 ~ 3; no other relation equals a value
+    if "rel" in (ka, kb):  # x = 3 ~ 3, -1 < x < 2 ~ (-1, 2); no other relation equals a value
         rel, other = (a, b) if ka == "rel" else (b, a)
-        return _lone_variable(rel) and _same(rel[2][-1], other)
+        interval = _interval(rel)
+        return _same(interval, other) if interval else _lone_variable(rel) and _same(rel[2][-1], other)
     if "union" in (ka, kb):
         return _same_unordered(a[1] if ka == "union" else [a], b[1] if kb == "union" else [b])
     if ka == kb == "seq":
@@ -674,7 +820,7 @@ def _same(a, b):
         return len(a[3]) == len(b[3]) and all(_same(x, y) for x, y in zip(a[3], b[3]))
     if "set" in (ka, kb) or ka == kb == "list":
         xs, ys = _items(a), _items(b)
-        if "set" in (ka, kb):
+        if "set" in (ka, kb) or len(xs) != len(ys):  # repeated members do not count: 1, 1, 2 ~ \\{1, 2\\}
             xs, ys = ([x for i, x in enumerate(zs) if not any(_same(x, y) for y in zs[:i])] for zs in (xs, ys))
         return _same_unordered(xs, ys)
     if ka == kb == "matrix":
@@ -684,103 +830,5 @@ def _same(a, b):
         return len(xs) == len(ys) > 1 and all(_same(x, y) for x, y in zip(xs, ys))
     return _same_scalar(a, b)
 
-# ---------------------------------------------------------------- benchmark command
-
-
-def _field(row, path, where):
-    for key in path.split("."):
-        if not isinstance(row, dict) or key not in row:
-            raise SystemExit(f"{where}: no field '{path}' (missing '{key}')")
-        row = row[key]
-    return row
-
-
-def _label(v, where):
-    if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0"):
-        return v.strip().lower() in ("true", "1")
-    if isinstance(v, bool) or v in (0, 1):
-        return bool(v)
-    raise SystemExit(f"{where}: label {v!r} is not a boolean")
-
-
-def load_pairs(path, fmt="fields", completion="completion", reference="reference", label="label", question=None):
-    """[(completion, reference, label, question)] from jsonl. Nested fields as 'a.b'. fmt 'gsm8k-solutions'
-    flattens the 4 labelled solutions per row of gsm8k/example_model_solutions.jsonl (reference: after 'A:')."""
-    pairs = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line) if line.strip() else None
-            except json.JSONDecodeError as e:
-                raise SystemExit(f"{where}: not valid JSON ({e.msg})")
-            if row is not None and fmt == "gsm8k-solutions":
-                ref = str(_field(row, "ground_truth", where)).rsplit("A:", 1)[-1].strip()
-                pairs += [(str(_field(s, "solution", f"{where} {k}")), ref, _label(_field(s, "is_correct", where), where),
-                           None) for k, s in row.items() if isinstance(s, dict)]
-            elif row is not None:
-                pairs.append((str(_field(row, completion, where)), str(_field(row, reference, where)),
-                              _label(_field(row, label, where), where), question and _field(row, question, where)))
-    if not pairs:
-        raise SystemExit(f"{path}: no rows")
-    return pairs
-
-
-def _run(fn, pairs, repeats):
-    """Verdicts, all per-call latencies (s, sorted) and the median calls/s over `repeats` passes."""
-    lat, rates = [], []
-    for _ in range(repeats):
-        start, verdicts = time.perf_counter(), []
-        for c, r, _, q in pairs:
-            t = time.perf_counter()
-            verdicts.append(bool(fn(c, r, q)))
-            lat.append(time.perf_counter() - t)
-        rates.append(len(pairs) / (time.perf_counter() - start))
-    return verdicts, sorted(lat), sorted(rates)[len(rates) // 2]
-
-
-def _report(name, pairs, verdicts, lat, rate, timeouts):
-    labels = [p[2] for p in pairs]
-    tp = sum(v and l for v, l in zip(verdicts, labels))
-    acc = sum(v == l for v, l in zip(verdicts, labels)) / len(labels)
-    ms = lambda f: 1000 * lat[min(int(f * len(lat)), len(lat) - 1)]
-    print(f"{name:<12} {acc:>9.4f} {tp / max(sum(verdicts), 1):>9.4f} {tp / max(sum(labels), 1):>7.4f} "
-          f"{rate:>9.0f} {ms(.5):>7.3f} {ms(.99):>7.3f} {1000 * lat[-1]:>8.1f} {timeouts:>8}")
-    return acc
-
-
-def main(argv=None):
-    import argparse
-    ap = argparse.ArgumentParser(description="Agreement of verify() with labelled completions, and its speed.")
-    ap.add_argument("file")
-    ap.add_argument("--format", choices=["fields", "gsm8k-solutions"], default="fields")
-    ap.add_argument("--completion-field", default="completion")
-    ap.add_argument("--reference-field", default="reference")
-    ap.add_argument("--label-field", default="label")
-    ap.add_argument("--question-field", help="enables letter vs option-text matching")
-    ap.add_argument("--last-number", action="store_true", help="fall back to a completion's last number")
-    ap.add_argument("--compare", choices=["math-verify"], help="also run Math-Verify on the same pairs")
-    ap.add_argument("--repeats", type=int, default=3, help="passes over the data; calls/s is their median")
-    a = ap.parse_args(argv)
-    pairs = load_pairs(a.file, a.format, a.completion_field, a.reference_field, a.label_field, a.question_field)
-    print(f"{len(pairs)} labelled pairs from {a.file}, {a.repeats} passes; latencies over all passes")
-    print(f"{'verifier':<12} {'accuracy':>9} {'precision':>9} {'recall':>7} {'calls/s':>9} {'p50_ms':>7} "
-          f"{'p99_ms':>7} {'max_ms':>8} {'timeouts':>8}")
-    warm_up()  # the one-time worker start is not a call
-    before = stats["timeouts"]
-    ours = _run(lambda c, r, q: verify(c, r, question=q, last_number=a.last_number), pairs, a.repeats)
-    acc = _report("ours", pairs, *ours, stats["timeouts"] - before)
-    if a.compare:
-        try:
-            import logging
-            from math_verify import parse as mv_parse, verify as mv_verify
-        except ImportError:
-            raise SystemExit("--compare math-verify needs `pip install math-verify` (optional, benchmark only)")
-        logging.disable(logging.WARNING)
-        mv = _run(lambda c, r, q: mv_verify(mv_parse(r), mv_parse(c)), pairs, a.repeats)
-        mv_acc = _report("math_verify", pairs, *mv, sum(t >= 5.0 for t in mv[1]))  # its own limit is 5 s
-        print(f"accuracy ours={acc:.4f} math_verify={mv_acc:.4f} speedup={ours[2] / mv[2]:.1f}")
-
-
-if __name__ == "__main__":
-    _serve() if sys.argv[1:] == ["--serve"] else main()
+if __name__ == "__main__":  # the benchmark command is bench_verify.py
+    _serve() if sys.argv[1:] == ["--serve"] else sys.exit("usage: python verify.py --serve (the sympy worker)")
