@@ -1,4 +1,5 @@
-"""Data for Cooper: the toy arithmetic task, dataset loaders, chat prompts and the embedded tiny model.
+"""Data for Cooper: the toy arithmetic task, dataset loaders, chat prompts, the embedded tiny model, and
+loading tokenizers and causal LMs from local folders (every failure one ValueError line naming the path).
 
 Every record the rest of the project sees is {"question": str, "answer": str}: the question text and the
 reference final answer that the rule verifier (verify.py) compares against. Toy records also carry a
