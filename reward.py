@@ -21,9 +21,12 @@ Command line (run `python reward.py -h`):
 FILE is .jsonl or .parquet (.json lists are read too). Labelled files are made by annotate.py (hybrid labels
 from the rule verifier and an LLM judge) or converted from GSM8K's model solutions by it.
 
-This file imports no other project file, so it can be copied into another codebase.
+Weights are held in fp32 whatever the checkpoint's dtype (master weights: bf16 ones round small AdamW
+updates away); `--dtype bf16` computes in bf16 under autocast. This file imports no other project file,
+so it can be copied into another codebase.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -126,6 +129,27 @@ def rm_update(rm, optimizer: torch.optim.Optimizer, questions: list[str], refere
 # ----------------------------------------------------------------------------------------------------
 # The model wrapper: batched scoring of (question, reference, completion) triples
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def model_folder_problem(path: str) -> str | None:
+    """Why `path` cannot be a local HF model folder, or None when it could be."""
+    if not os.path.exists(path):
+        return "no such folder"
+    if not os.path.isdir(path):
+        return "is a file, not a model folder"
+    files = os.listdir(path)
+    if "config.json" not in files:
+        return "not a model folder (no config.json)"
+    if not any(f.endswith(WEIGHT_SUFFIXES) for f in files):
+        return "not a model folder (no weights: *.safetensors or *.bin)"
+    return None
+
+
+def first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 class RewardModel:
     """A sequence classifier and its tokenizer, scoring VerifyRM inputs at their last token.
 
@@ -134,9 +158,10 @@ class RewardModel:
     rm.logits(...)                                   -> tensor([2.61])   (raw, with grad)
     """
 
-    def __init__(self, model, tokenizer, max_length: int = 1024, batch_size: int = 64):
+    def __init__(self, model, tokenizer, max_length: int = 1024, batch_size: int = 64,
+                 compute_dtype: torch.dtype | None = None):
         self.model, self.tokenizer = model, tokenizer
-        self.max_length, self.batch_size = max_length, batch_size
+        self.max_length, self.batch_size, self.compute_dtype = max_length, batch_size, compute_dtype
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         # The classifier reads the last non-pad token, so it must know which id is padding.
@@ -146,27 +171,65 @@ class RewardModel:
         tokenizer.truncation_side = "left"
 
     @classmethod
-    def load(cls, path: str, **kwargs) -> "RewardModel":
+    def load(cls, path: str, dtype: torch.dtype = torch.float32, compute_dtype: torch.dtype | None = None,
+             gradient_checkpointing: bool = False, allow_new_head: bool = False, **kwargs) -> "RewardModel":
+        """A VerifyRM folder. The weights are held in `dtype` whatever the checkpoint's own (real checkpoints
+        ship in bf16, where AdamW at lr 1e-5 rounds most updates away); compute_dtype (e.g. torch.bfloat16)
+        is logits()'s autocast dtype, None: the weights' own. A folder without a trained score head (a causal
+        LM) is refused unless allow_new_head, which gives it a fresh one to pre-train. kwargs: max_length,
+        batch_size. Every failure is one ValueError naming the path."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-        return cls(model, AutoTokenizer.from_pretrained(path), **kwargs)
+        problem = model_folder_problem(path)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+        try:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, dtype=dtype, local_files_only=True, output_loading_info=True)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError, RuntimeError, ImportError) as e:
+            raise ValueError(f"{path}: cannot load it as a reward model: {first_line(e)}") from None
+        fresh = [k for k in info["missing_keys"] if k.split(".")[0] == "score"]
+        if fresh and not allow_new_head:
+            raise ValueError(f"{path}: the score head ({', '.join(fresh)}) is missing from the checkpoint: not a "
+                             "VerifyRM folder (a causal LM? pre-train one with `python reward.py train`; in code, "
+                             "allow_new_head=True gives it a fresh head)")
+        model.config.use_cache = False   # a classifier reads each input once: no KV cache to keep
+        if gradient_checkpointing:   # activations recomputed in the backward: memory for compute
+            if hasattr(model, "activation_checkpointing_enable"):   # the name since transformers 5.24
+                model.activation_checkpointing_enable()
+            else:
+                model.gradient_checkpointing_enable({"use_reentrant": False})
+        return cls(model, tokenizer, compute_dtype=compute_dtype, **kwargs)
 
-    def save(self, path: str) -> None:
-        self.model.save_pretrained(path)
+    def save(self, path: str, dtype: torch.dtype | None = None) -> None:
+        """The weights as held (fp32 masters, so training can resume exactly), or with dtype (torch.bfloat16)
+        a rounded export for serving; the model in memory is unchanged either way."""
+        state = None if dtype is None else {k: v.to(dtype) if v.is_floating_point() else v
+                                            for k, v in self.model.state_dict().items()}
+        self.model.save_pretrained(path, state_dict=state)
         self.tokenizer.save_pretrained(path)
+        if dtype is not None:   # save_pretrained writes the in-memory dtype; a server reads the config's
+            config = os.path.join(path, "config.json")
+            with open(config) as f:
+                fields = json.load(f)
+            with open(config, "w") as f:
+                json.dump({**fields, "dtype": str(dtype).removeprefix("torch.")}, f, indent=2)
 
     def logits(self, questions: list[str], references: list[str], completions: list[str]) -> torch.Tensor:
-        """[N] raw scores s_phi. Tokens past max_length are cut from the left, so the completion's end
-        (its final answer) is always read."""
+        """[N] raw scores s_phi, fp32 whatever the compute dtype. Tokens past max_length are cut from the
+        left, so the completion's end (its final answer) is always read."""
         texts = [rm_input(q, r, c) for q, r, c in zip(questions, references, completions, strict=True)]
-        device = next(self.model.parameters()).device
+        weights = next(self.model.parameters())
+        cast = (torch.autocast(weights.device.type, dtype=self.compute_dtype)
+                if self.compute_dtype not in (None, weights.dtype) else contextlib.nullcontext())
         out = []
         for i in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
                                    truncation=True, max_length=self.max_length, padding_side="right",
-                                   add_special_tokens=False).to(device)
-            out.append(self.model(**batch).logits[:, 0].float())
-        return torch.cat(out) if out else torch.zeros(0, device=device)
+                                   add_special_tokens=False).to(weights.device)
+            with cast:
+                out.append(self.model(**batch).logits[:, 0].float())
+        return torch.cat(out) if out else torch.zeros(0, device=weights.device)
 
     @torch.no_grad()
     def score(self, questions: list[str], references: list[str], completions: list[str]) -> torch.Tensor:
@@ -208,21 +271,44 @@ FIELD_SETS = [("question", "reference_answer", "completion", "label"),
 
 
 def read_rows(path: str) -> list[dict]:
-    """Rows of a .jsonl, .json (a list) or .parquet file, each as a dict."""
+    """Rows of a .jsonl, .json (a list) or .parquet file, each a dict. A UTF-8 byte-order mark is skipped;
+    each .jsonl line decodes on its own, so a bad byte or broken line is that row's error, one line naming
+    file and row."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory, not a data file")
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: file not found")
+    if not path.endswith((".jsonl", ".json", ".parquet")):
+        raise ValueError(f"{path}: expected a .jsonl, .json (a list of rows) or .parquet file")
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
-        return pq.read_table(path).to_pylist()
-    with open(path) as f:
-        if path.endswith(".json"):
-            return json.load(f)
-        rows = []
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: row {n}: not valid JSON ({e.msg})") from None
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (OSError, ValueError) as e:   # pyarrow's ArrowInvalid is a ValueError
+            raise ValueError(f"{path}: not a readable parquet file ({first_line(e)})") from None
         return rows
+    with open(path, "rb") as f:
+        raw = f.read().removeprefix(b"\xef\xbb\xbf")
+    if path.endswith(".json"):
+        rows = _decode_row(path, None, raw)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path}: expected a JSON list of objects")
+        return rows
+    return [_decode_row(path, n, line) for n, line in enumerate(raw.split(b"\n"), 1) if line.strip()]
+
+
+def _decode_row(path: str, n: int | None, line: bytes):
+    """Line n of a .jsonl file as a dict, or (n None) a whole .json file as whatever it holds."""
+    where = f"{path}: row {n}" if n else path
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not valid UTF-8 (byte {line[e.start:e.start + 1]!r} at {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+    if n and not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
 
 
 def read_labelled(path: str, need_label: bool = True) -> list[dict]:
@@ -251,6 +337,20 @@ def read_labelled(path: str, need_label: bool = True) -> list[dict]:
     return out
 
 
+def finite_or_none(value):
+    """value with each non-finite float replaced by None: JSON has no NaN, so json.dumps writes null.
+    >>> finite_or_none({"loss": float("nan"), "n": [1, float("inf")]})
+    {'loss': None, 'n': [1, None]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
 def write_cooper(path: str, rows: list[dict]) -> None:
     """Write {"question", "reference", "completion", "label", ...} rows in the Cooper format
     (question, reference_answer, completion, label, then any extra fields) to .jsonl or .parquet."""
@@ -263,8 +363,8 @@ def write_cooper(path: str, rows: list[dict]) -> None:
         import pyarrow.parquet as pq
         pq.write_table(pa.Table.from_pylist(out), path)
     elif path.endswith(".jsonl"):
-        with open(path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in out)
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(finite_or_none(r), allow_nan=False) + "\n" for r in out)
     else:
         raise ValueError(f"{path}: the output must be a .jsonl or .parquet file")
 
@@ -308,8 +408,7 @@ def train_pairs(rm: RewardModel, pairs: list[dict], steps: int, lr: float = 1e-3
     """Pre-train VerifyRM on (correct, wrong) pairs of one question: each pair is two labelled triples,
     so L = L_BCE(both, labels 1 and 0) + L_RM(the pair). pairs: dicts with question, reference, positive,
     negative. The two completions of a pair differ only where the answer goes wrong, which isolates
-    what the RM must learn: on the toy, balanced accuracy on held-out policy samples 0.97 after 500 steps
-    of 32 pairs, against 0.73 for L_BCE alone on the same triples (2-layer trunk, lr 1e-3).
+    what the RM must learn (the README compares it with L_BCE alone on the same triples).
     Linear warm-up over warmup_steps, then constant lr. Returns the losses."""
     from tqdm import tqdm
     rng = random.Random(seed)
@@ -339,6 +438,14 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     return rows[n_eval:], rows[:n_eval]
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def default_compute_dtype() -> str:
+    """bf16 where the device computes it natively (CUDA with bf16 support), fp32 elsewhere."""
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -353,20 +460,31 @@ def main(argv=None):
     t.add_argument("--max-length", type=int, default=1024)
     t.add_argument("--holdout", type=float, default=0.1, help="fraction kept aside to report accuracy")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward")
+    t.add_argument("--save-dtype", choices=list(DTYPES), default="fp32",
+                   help="fp32: the trained master weights; bf16: a rounded export for serving")
     e = sub.add_parser("eval", help="accuracy, precision, recall at a threshold")
     e.add_argument("file")
     e.add_argument("--model", required=True)
     e.add_argument("--threshold", type=float, default=0.5)
     e.add_argument("--max-length", type=int, default=1024)
+    for cmd in (t, e):
+        cmd.add_argument("--dtype", choices=list(DTYPES), default=default_compute_dtype(),
+                         help="compute dtype (autocast; weights stay fp32). Default: bf16 on a CUDA device "
+                              "that supports it, else fp32")
+        cmd.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
+    torch.manual_seed(getattr(args, "seed", 0))   # before the load: a causal-LM trunk's new score head is random
     try:
         rows = read_labelled(args.file)
+        rm = RewardModel.load(args.model, compute_dtype=DTYPES[args.dtype], max_length=args.max_length,
+                              gradient_checkpointing=getattr(args, "gradient_checkpointing", False),
+                              allow_new_head=args.cmd == "train")
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {err}")
-    torch.manual_seed(getattr(args, "seed", 0))
-    rm = RewardModel.load(args.model, max_length=args.max_length)
+    rm.model.to(args.device)
     if args.cmd == "eval":
-        print(json.dumps({"file": args.file, **evaluate(rm, rows, args.threshold)}))
+        print(json.dumps(finite_or_none({"file": args.file, **evaluate(rm, rows, args.threshold)}), allow_nan=False))
         return
     train_rows, eval_rows = split_holdout(rows, args.holdout, args.seed)
     print(f"train {len(train_rows)} rows, held out {len(eval_rows)}; "
@@ -377,10 +495,9 @@ def main(argv=None):
     if eval_rows:
         print("held-out:", evaluate(rm, eval_rows))
     os.makedirs(args.out, exist_ok=True)
-    rm.save(args.out)
-    print(f"saved {args.out}")
+    rm.save(args.out, dtype=None if args.save_dtype == "fp32" else DTYPES[args.save_dtype])
+    print(f"saved {args.out} ({args.save_dtype})")
 
 
 if __name__ == "__main__":
     main()
-

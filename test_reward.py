@@ -216,3 +216,170 @@ def test_reward_eval_cli_on_both_formats(tmp_path, capsys, fields):
     assert out["n"] == 6 and set(out) == {"file", "acc", "precision", "recall", "balanced_acc", "n"}
     rm = reward.RewardModel.load(str(tmp_path / "tiny" / "reward"), max_length=64)
     assert out["acc"] == reward.evaluate(rm, reward.read_labelled(str(src)))["acc"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Precision: fp32 master weights whatever the checkpoint's dtype, bf16 compute by autocast
+
+def _bce_update(rm, steps=3, lr=1e-5):
+    """(||w_after - w_before|| in fp64, share of parameter entries that changed) after `steps` BCE steps."""
+    rows = [{"question": f"{a}+1=?", "reference": str(a + 1), "completion": f"#### {a + 1 + d}", "label": int(d == 0)}
+            for a in range(4) for d in (0, 1)]
+    before = [p.detach().clone() for p in rm.model.parameters()]
+    reward.train_bce(rm, rows, epochs=steps, lr=lr, batch_size=len(rows), progress=False)
+    after = list(rm.model.parameters())
+    norm = sum(((p.detach().double() - b.double()) ** 2).sum() for p, b in zip(after, before)).sqrt().item()
+    moved = sum((p.detach() != b).sum().item() for p, b in zip(after, before)) / sum(b.numel() for b in before)
+    return norm, moved
+
+
+def test_a_bf16_checkpoint_trains_as_far_as_its_fp32_copy(tiny, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+    fp32_dir, bf16_dir = tmp_path / "fp32", tmp_path / "bf16"
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny / "reward"), dtype=torch.float32)
+    model.to(torch.bfloat16).save_pretrained(str(bf16_dir))   # as real checkpoints ship
+    model.to(torch.float32).save_pretrained(str(fp32_dir))    # the same (bf16-rounded) values in fp32
+    for d in (fp32_dir, bf16_dir):
+        data.make_char_tokenizer().save_pretrained(str(d))
+    rm = reward.RewardModel.load(str(bf16_dir), max_length=64)
+    assert {p.dtype for p in rm.model.parameters()} == {torch.float32}
+    (norm, moved), (fp32_norm, fp32_moved) = _bce_update(rm), _bce_update(reward.RewardModel.load(str(fp32_dir), max_length=64))
+    assert 0.5 < norm / fp32_norm < 2 and moved > 0.5 * fp32_moved > 0.4
+    # what the fp32 masters prevent: on bf16 weights, most of these lr-1e-5 updates round away
+    _, bf16_moved = _bce_update(reward.RewardModel.load(str(bf16_dir), dtype=torch.bfloat16, max_length=64))
+    assert bf16_moved < 0.5 * fp32_moved
+
+
+def test_bf16_autocast_on_cpu_gives_fp32_logits_close_to_fp32_compute(tiny):
+    q, ref, c = ["1+1=?", "2+5=?"], ["2", "7"], ["1+1=2\n#### 2", "2+5=8\n#### 8"]
+    exact = reward.RewardModel.load(str(tiny / "reward"), max_length=64).logits(q, ref, c)
+    rm = reward.RewardModel.load(str(tiny / "reward"), compute_dtype=torch.bfloat16, max_length=64)
+    cast = rm.logits(q, ref, c)
+    assert cast.dtype == torch.float32 and {p.dtype for p in rm.model.parameters()} == {torch.float32}
+    gap = (cast - exact).abs().max()
+    assert 0 < gap < 0.05 * exact.abs().max()   # bf16 compute, really, and within bf16's few digits
+    cast.sum().backward()   # gradients land on the fp32 masters
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in rm.model.parameters())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny):
+    grads, layer_runs = [], []
+    for checkpointing in (False, True):
+        rm = reward.RewardModel.load(str(tiny / "reward"), gradient_checkpointing=checkpointing, max_length=64)
+        rm.model.train()
+        runs = []
+        rm.model.model.layers[0].input_layernorm.register_forward_pre_hook(lambda *_: runs.append(1))
+        rm.logits(["1+1=?"] * 2, ["2"] * 2, ["#### 2", "#### 3"]).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in rm.model.parameters()]))
+        layer_runs.append(len(runs))
+    assert layer_runs == [1, 2]   # checkpointed: the layer runs again in the backward
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_save_writes_fp32_masters_or_a_bf16_export_and_leaves_the_model_alone(tiny, tmp_path):
+    from safetensors.torch import load_file
+    rm = reward.RewardModel.load(str(tiny / "reward"), max_length=64)
+    with torch.no_grad():   # values bf16 cannot hold exactly
+        for p in rm.model.parameters():
+            p.add_(1e-4)
+    rm.save(str(tmp_path / "fp32"))
+    rm.save(str(tmp_path / "bf16"), dtype=torch.bfloat16)
+    assert {p.dtype for p in rm.model.parameters()} == {torch.float32}
+    full, rounded = load_file(str(tmp_path / "fp32/model.safetensors")), load_file(str(tmp_path / "bf16/model.safetensors"))
+    state = rm.model.state_dict()
+    assert all(torch.equal(full[k], state[k]) for k in full)
+    assert {v.dtype for v in rounded.values()} == {torch.bfloat16}
+    assert json.loads((tmp_path / "bf16/config.json").read_text())["dtype"] == "bfloat16"
+    back = reward.RewardModel.load(str(tmp_path / "bf16"), max_length=64)
+    assert all(torch.equal(p, state[k].to(torch.bfloat16).float()) for k, p in back.model.state_dict().items())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading the wrong thing: one line naming the path
+
+def test_a_wrong_path_or_a_non_model_folder_is_one_line(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes/readme.txt").write_text("hi")
+    (tmp_path / "config_only").mkdir()
+    (tmp_path / "config_only/config.json").write_text("{}")
+    (tmp_path / "file.json").write_text("{}")
+    for path, why in [(tmp_path / "missing", "no such folder"), (tmp_path / "notes", "no config.json"),
+                      (tmp_path / "config_only", "no weights"), (tmp_path / "file.json", "is a file")]:
+        with pytest.raises(ValueError, match=rf"^{path}: .*{why}") as e:
+            reward.RewardModel.load(str(path))
+        assert "\n" not in str(e.value)
+
+
+def test_a_causal_lm_folder_is_refused_as_a_reward_model_unless_a_new_head_is_asked_for(tiny):
+    with pytest.raises(ValueError, match=rf"^{tiny / 'policy'}: the score head \(score.weight\) is missing"):
+        reward.RewardModel.load(str(tiny / "policy"))
+    rm = reward.RewardModel.load(str(tiny / "policy"), allow_new_head=True)   # a trunk to pre-train
+    assert rm.logits(["q"], ["1"], ["#### 1"]).shape == (1,)
+    reward.RewardModel.load(str(tiny / "reward"))   # a VerifyRM folder loads
+
+
+def test_reward_cli_names_a_bad_model_folder_in_one_line(tmp_path, tiny):
+    src = tmp_path / "rows.jsonl"
+    src.write_text('{"question": "q", "reference_answer": "1", "completion": "#### 1", "label": 1}\n')
+    with pytest.raises(SystemExit, match=r"error: .*policy: the score head"):
+        reward.main(["eval", str(src), "--model", str(tiny / "policy")])
+    with pytest.raises(SystemExit, match=r"error: .*nowhere: no such folder"):
+        reward.main(["train", str(src), "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+
+
+def test_reward_train_cli_saves_the_dtype_asked_for(tmp_path, tiny, capsys):
+    from safetensors.torch import load_file
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps({"question": f"{a}+1=?", "reference_answer": str(a + 1),
+                                       "completion": f"#### {a + d}", "label": d == 1}) + "\n"
+                           for a in range(4) for d in (1, 2)))
+    for save_dtype, want in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        out = tmp_path / save_dtype
+        reward.main(["train", str(src), "--model", str(tiny / "policy"), "--out", str(out), "--epochs", "1",
+                     "--max-length", "64", "--dtype", "fp32", "--save-dtype", save_dtype, "--gradient-checkpointing"])
+        assert {v.dtype for v in load_file(str(out / "model.safetensors")).values()} == {want}
+        assert f"saved {out} ({save_dtype})" in capsys.readouterr().out
+        reward.RewardModel.load(str(out))   # it has its score head now
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading files: one line per problem, naming file and row
+
+def test_read_rows_tolerates_a_byte_order_mark_and_names_a_bad_byte_by_row(tmp_path):
+    good = '{"question": "q", "reference_answer": "1", "completion": "#### 1", "label": 1}\n'
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + good.encode() * 2)
+    assert len(reward.read_labelled(str(bom))) == 2
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf[" + good.strip().encode() + b"]")
+    assert len(reward.read_labelled(str(tmp_path / "bom.json"))) == 1
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(good.encode() + good.replace("#### 1", "#### 1 \xe9").encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.jsonl: row 2: not valid UTF-8"):
+        reward.read_rows(str(latin))
+    with pytest.raises(ValueError, match=r"broken.jsonl: row 2: not valid JSON"):
+        (tmp_path / "broken.jsonl").write_text(good + good[:20] + "\n")
+        reward.read_rows(str(tmp_path / "broken.jsonl"))
+    with pytest.raises(ValueError, match=r"list.jsonl: row 1: expected a JSON object"):
+        (tmp_path / "list.jsonl").write_text("[1, 2]\n")
+        reward.read_rows(str(tmp_path / "list.jsonl"))
+
+
+def test_read_rows_says_directory_and_file_not_found(tmp_path):
+    with pytest.raises(ValueError, match=rf"^{tmp_path}: is a directory"):
+        reward.read_rows(str(tmp_path))
+    with pytest.raises(ValueError, match=r"gone.jsonl: file not found"):
+        reward.read_rows(str(tmp_path / "gone.jsonl"))
+    with pytest.raises(ValueError, match=r"rows.csv: expected a .jsonl"):
+        (tmp_path / "rows.csv").write_text("a,b\n")
+        reward.read_rows(str(tmp_path / "rows.csv"))
+    with pytest.raises(SystemExit, match=r"error: .*: is a directory"):
+        reward.main(["eval", str(tmp_path), "--model", str(tmp_path)])
+
+
+def test_write_cooper_writes_valid_json_for_non_finite_numbers(tmp_path):
+    rows = [{"question": "q", "reference": "1", "completion": "#### 1", "label": 1, "score": float("nan"),
+             "margins": [1.5, float("-inf")]}]
+    reward.write_cooper(str(tmp_path / "o.jsonl"), rows)
+    line = (tmp_path / "o.jsonl").read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    assert json.loads(line)["score"] is None and json.loads(line)["margins"] == [1.5, None]
