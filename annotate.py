@@ -21,7 +21,7 @@ import re
 import torch
 
 import verify
-from reward import read_labelled, read_rows, truncate_middle, write_cooper
+from reward import finite_or_none, model_folder_problem, read_labelled, read_rows, truncate_middle, write_cooper
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -60,17 +60,54 @@ def convert_gsm8k_solutions(path: str) -> list[dict]:
 # library only: asyncio keeps at most `concurrency` requests in flight, each a blocking HTTP call in its own
 # worker thread (a pool of exactly `concurrency` threads: asyncio's default pool would cap it at cpus + 4).
 
+FAILURES = ("refused", "truncated", "error", "timeout", "garbled", "empty")   # why a reply is None
+
+
+def server_error_text(body: bytes) -> str:
+    """The server's reason for an HTTP error, in one line: the message of a JSON error body (OpenAI and
+    vLLM: {"error": {"message": ...}}; older vLLM: {"message": ...}; FastAPI: {"detail": ...}), else the
+    body's first line.
+    >>> server_error_text(b'{"error": {"message": "max_tokens=1024 cannot be greater than max_model_len=512."}}')
+    'max_tokens=1024 cannot be greater than max_model_len=512.'
+    >>> server_error_text(b"<html>\\n<h1>502 Bad Gateway</h1>")
+    '<html>'
+    """
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        found = json.loads(text)
+    except ValueError:
+        found = None
+    for key in ("error", "message", "detail"):
+        if isinstance(found, dict) and key in found:
+            found = found[key]
+            if isinstance(found, dict) and "message" in found:
+                found = found["message"]
+            break
+    lines = (found if isinstance(found, str) else text).strip().splitlines()
+    return lines[0][:300] if lines else "(empty body)"
+
+
 def chat_completions(base_url: str, model: str, conversations: list[list[dict]], *, api_key: str | None = None,
                      temperature: float = 0.7, max_tokens: int = 512, concurrency: int = 8,
                      timeout: float = 60.0, retries: int = 3, backoff: float = 1.0) -> tuple[list, dict]:
     """POST {base_url}/chat/completions once per conversation. Returns (replies, counts): replies[i] is the
-    reply text, or None when the request was refused (4xx other than 429: not retried) or every try timed
-    out, failed (5xx, connection) or came back garbled (not the chat-completions JSON) or empty. Each None
-    is counted under its last failure, never raised: one bad request masks one item, not the run.
-    A failed try is retried after backoff * 2^(try - 1) seconds.
+    reply text, or None - counted under its last failure, never raised: one bad request masks one item,
+    not the run. A failed try is retried after backoff * 2^(try - 1) seconds, except where a retry cannot
+    help (refused, truncated). counts:
+        ok         replies returned
+        refused    HTTP 4xx other than 429 (bad request, unknown model, wrong key), or the model's refusal
+        truncated  finish_reason "length": the reply was cut at max_tokens, so it is not used
+        error      HTTP 5xx or 429, connection refused or reset, broken HTTP, on every try
+        timeout    no reply within `timeout` seconds, on every try
+        garbled    the body is not chat-completions JSON, on every try
+        empty      the reply held no text, on every try
+        retries    tries beyond each item's first
+        last_error the most recent failed try's reason (the server's own message for an HTTP error), or
+                   None: the one line to print when replies are missing
 
     replies, counts = chat_completions("http://127.0.0.1:8000/v1", "qwen", [[{"role": "user", "content": "hi"}]])
-    counts -> {"ok": 1, "refused": 0, "error": 0, "garbled": 0, "empty": 0, "timeout": 0, "retries": 0}
+    counts -> {"ok": 1, "refused": 0, "truncated": 0, "error": 0, "timeout": 0, "garbled": 0, "empty": 0,
+               "retries": 0, "last_error": None}
     """
     import asyncio
     import concurrent.futures
@@ -81,7 +118,7 @@ def chat_completions(base_url: str, model: str, conversations: list[list[dict]],
     import urllib.error
     import urllib.request
 
-    counts = dict.fromkeys(["ok", "refused", "error", "garbled", "empty", "timeout", "retries"], 0)
+    counts = {**dict.fromkeys(("ok", *FAILURES, "retries"), 0), "last_error": None}
     lock = threading.Lock()   # workers update counts concurrently
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
     url = base_url.rstrip("/") + "/chat/completions"
@@ -89,6 +126,11 @@ def chat_completions(base_url: str, model: str, conversations: list[list[dict]],
     def count(key: str) -> None:
         with lock:
             counts[key] += 1
+
+    def failed(why: str, text: str) -> str:
+        with lock:
+            counts["last_error"] = text
+        return why
 
     def one(messages: list[dict]) -> str | None:
         body = json.dumps({"model": model, "messages": messages, "temperature": temperature,
@@ -103,33 +145,44 @@ def chat_completions(base_url: str, model: str, conversations: list[list[dict]],
                 with urllib.request.urlopen(req, timeout=timeout) as resp:
                     raw = resp.read()
             except urllib.error.HTTPError as e:
+                try:
+                    reason = f"HTTP {e.code}: {server_error_text(e.read())}"
+                except (OSError, http.client.HTTPException):
+                    reason = f"HTTP {e.code}: {e.reason}"
                 if 400 <= e.code < 500 and e.code != 429:   # a refused request will not succeed on retry
-                    failure = "refused"
+                    failure = failed("refused", reason)
                     break
-                failure = "error"
+                failure = failed("error", reason)
                 continue
             except urllib.error.URLError as e:
-                failure = "timeout" if isinstance(e.reason, (TimeoutError, socket.timeout)) else "error"
+                if isinstance(e.reason, (TimeoutError, socket.timeout)):
+                    failure = failed("timeout", f"{url}: timed out (no reply within {timeout:g} s)")
+                else:
+                    failure = failed("error", f"{url}: {e.reason}")
                 continue
             except (TimeoutError, socket.timeout):
-                failure = "timeout"
+                failure = failed("timeout", f"{url}: timed out (no reply within {timeout:g} s)")
                 continue
-            except (OSError, http.client.HTTPException):   # connection refused or reset, broken HTTP
-                failure = "error"
+            except (OSError, http.client.HTTPException) as e:   # connection refused or reset, broken HTTP
+                failure = failed("error", f"{url}: {type(e).__name__}: {e}")
                 continue
             try:
-                message = json.loads(raw)["choices"][0]["message"]
+                choice = json.loads(raw)["choices"][0]
+                message = choice["message"]
                 reply = message.get("content")
             except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-                failure = "garbled"
+                failure = failed("garbled", f"not a chat completion: {raw[:80]!r}")
                 continue
             if message.get("refusal"):   # the model declined (OpenAI's refusal field)
-                failure = "refused"
+                failure = failed("refused", f"the model refused: {str(message['refusal'])[:200]}")
+                break
+            if choice.get("finish_reason") == "length":   # cut off: a partial negative or verdict misleads
+                failure = failed("truncated", f"reply cut at max_tokens={max_tokens} (finish_reason length)")
                 break
             if isinstance(reply, str) and reply.strip():
                 count("ok")
                 return reply
-            failure = "empty"
+            failure = failed("empty", "the reply held no text")
         count(failure)
         return None
 
@@ -196,8 +249,9 @@ def judge_conversations(rows: list[dict]) -> list[list[dict]]:
 
 @torch.no_grad()
 def generate_replies(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int,
-                     batch_size: int = 16, progress: bool = True) -> list[str]:
-    """Greedy replies of a local HF chat model under the tokenizer's own chat template (left padding)."""
+                     batch_size: int = 16, progress: bool = True) -> list[str | None]:
+    """Greedy replies of a local HF chat model under the tokenizer's own chat template (left padding);
+    None for a reply cut off at max_new_tokens before any end token (a partial verdict is not one)."""
     from tqdm import tqdm
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -213,21 +267,27 @@ def generate_replies(model, tokenizer, conversations: list[list[dict]], max_new_
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos),
                              pad_token_id=tokenizer.pad_token_id)
-        replies += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        new = out[:, enc["input_ids"].shape[1]:]
+        ended = torch.isin(new, torch.tensor(sorted(eos), device=new.device)).any(dim=1)
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        replies += [t if done or new.shape[1] < max_new_tokens else None for t, done in zip(texts, ended.tolist())]
     return replies
 
 
-def hybrid_labels(rows: list[dict], verdicts: list) -> tuple[list[dict], dict]:
+def hybrid_labels(rows: list[dict], verdicts: list, replied: list[bool] | None = None) -> tuple[list[dict], dict]:
     """Keep the rows where the rule verifier and the judge agree, labelled with that verdict.
 
-    verdicts[i]: True / False from the judge, None when its reply had no verdict (dropped and counted).
+    verdicts[i]: True / False from the judge, None when there is none: counted under no_reply where
+    replied[i] is False (the request failed), else under no_verdict (a reply without a clear Yes/No).
     Returns (kept rows, stats): agreement = agreements / rows with a verdict. When the input carried
     labels, `gold_agreement` is the share of kept labels equal to them.
     """
-    kept, stats = [], {"rows": len(rows), "no_verdict": 0, "agree": 0, "rule_yes_judge_no": 0, "rule_no_judge_yes": 0}
-    for row, judged in zip(rows, verdicts, strict=True):
+    replied = [True] * len(rows) if replied is None else replied
+    kept, stats = [], {"rows": len(rows), "no_reply": 0, "no_verdict": 0, "agree": 0, "rule_yes_judge_no": 0,
+                       "rule_no_judge_yes": 0}
+    for row, judged, answered in zip(rows, verdicts, replied, strict=True):
         if judged is None:
-            stats["no_verdict"] += 1
+            stats["no_verdict" if answered else "no_reply"] += 1
             continue
         rule = verify.verify(row["completion"], row["reference"])
         if rule != judged:
@@ -235,7 +295,8 @@ def hybrid_labels(rows: list[dict], verdicts: list) -> tuple[list[dict], dict]:
             continue
         stats["agree"] += 1
         kept.append({**row, "label": int(rule), **({"gold_label": row["label"]} if row["label"] is not None else {})})
-    stats["agreement"] = round(stats["agree"] / max(stats["rows"] - stats["no_verdict"], 1), 4)
+    judged = stats["rows"] - stats["no_reply"] - stats["no_verdict"]
+    stats["agreement"] = round(stats["agree"] / max(judged, 1), 4)
     stats["kept_per_label"] = {str(y): sum(r["label"] == y for r in kept) for y in (1, 0)}
     gold = [r for r in kept if "gold_label" in r]
     if gold:
@@ -243,21 +304,27 @@ def hybrid_labels(rows: list[dict], verdicts: list) -> tuple[list[dict], dict]:
     return kept, stats
 
 
-def judge_verdicts(rows: list[dict], args) -> tuple[list, dict]:
-    """Ask the judge backend about every row: (verdicts, request counts)."""
+def judge_replies(rows: list[dict], args) -> tuple[list, dict]:
+    """Ask the judge backend about every row: (replies, None where there is none; request counts)."""
     conversations = judge_conversations(rows)
     if args.judge == "openai":
-        replies, counts = chat_completions(args.judge_url, args.judge_model, conversations,
-                                           api_key=os.environ.get(args.judge_key_env), temperature=0.0,
-                                           max_tokens=args.judge_max_tokens, concurrency=args.concurrency,
-                                           timeout=args.timeout)
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        model = AutoModelForCausalLM.from_pretrained(args.judge_model)
-        replies = generate_replies(model, AutoTokenizer.from_pretrained(args.judge_model), conversations,
-                                   args.judge_max_tokens)
-        counts = {"generated": len(replies)}
-    return [parse_verdict(r) for r in replies], counts
+        return chat_completions(args.judge_url, args.judge_model, conversations,
+                                api_key=os.environ.get(args.judge_key_env), temperature=0.0,
+                                max_tokens=args.judge_max_tokens, concurrency=args.concurrency, timeout=args.timeout)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    problem = model_folder_problem(args.judge_model)
+    if problem:
+        raise ValueError(f"{args.judge_model}: {problem}")
+    model = AutoModelForCausalLM.from_pretrained(args.judge_model)
+    replies = generate_replies(model, AutoTokenizer.from_pretrained(args.judge_model), conversations,
+                               args.judge_max_tokens)
+    return replies, {"ok": sum(r is not None for r in replies), "truncated": sum(r is None for r in replies),
+                     "last_error": None}
+
+
+def failure_summary(counts: dict) -> str:
+    """'3 refused, 1 timeout' from a request count dict; 'none' when nothing failed."""
+    return ", ".join(f"{counts[k]} {k}" for k in FAILURES if counts.get(k)) or "none"
 
 
 def main(argv=None):
@@ -288,15 +355,26 @@ def main(argv=None):
             print(f"wrote {len(rows)} rows ({sum(r['label'] for r in rows)} correct) to {args.out}")
             return
         rows = read_labelled(args.file, need_label=False)[:args.limit]
-        verdicts, counts = judge_verdicts(rows, args)
-        kept, stats = hybrid_labels(rows, verdicts)
+        replies, counts = judge_replies(rows, args)
+        judge = args.judge_url if args.judge == "openai" else args.judge_model
+        server = f"; the server said: {counts['last_error']}" if counts.get("last_error") else ""
+        if all(r is None for r in replies):   # nothing to label: say why instead of writing an empty file
+            raise SystemExit(f"error: annotate: all {len(rows)} judge requests to {judge} failed "
+                             f"({failure_summary(counts)}){server}")
+        kept, stats = hybrid_labels(rows, [parse_verdict(r) for r in replies], [r is not None for r in replies])
+        print(json.dumps(finite_or_none({"file": args.file, "judge": args.judge_model, "requests": counts,
+                                         **stats}), allow_nan=False))
+        if not kept:
+            raise SystemExit(f"error: annotate: no row kept of {len(rows)}: {stats['no_verdict']} replies "
+                             f"without a verdict, {stats['agree']} agreements with the rule verifier "
+                             f"(is {args.judge_model} a chat model that follows JUDGE_PROMPT?)")
         write_cooper(args.out, kept)
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {err}")
-    print(json.dumps({"file": args.file, "judge": args.judge_model, "requests": counts, **stats}))
-    print(f"kept {len(kept)} of {len(rows)} rows in {args.out}: agreement {stats['agreement']:.3f} "
-          f"on the {len(rows) - stats['no_verdict']} rows the judge gave a verdict on "
-          f"({stats['no_verdict']} replies without one dropped)")
+    print(f"kept {len(kept)} of {len(rows)} rows in {args.out}: agreement {stats['agreement']:.3f} on the "
+          f"{len(rows) - stats['no_reply'] - stats['no_verdict']} rows the judge gave a verdict on; dropped "
+          f"{stats['no_reply']} without a reply ({failure_summary(counts)}) and {stats['no_verdict']} replies "
+          f"without a verdict{server}")
 
 
 if __name__ == "__main__":

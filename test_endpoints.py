@@ -7,6 +7,7 @@ that also counts what it saw: requests, the most in flight at once, the replies 
 """
 import json
 import random
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,17 +15,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
+import annotate
 import cooper
 import data
 import grpo
-import annotate
 import verify
+
+
+# What vLLM's OpenAI server answers to max_tokens above the context (HTTP 400)
+REFUSAL = json.dumps({"error": {"message": "max_tokens=1024 cannot be greater than max_model_len=512. Please "
+                                           "request fewer output tokens.", "type": "BadRequestError",
+                                "param": None, "code": 400}}).encode()
 
 
 class ChatServer:
     """behaviour: "generate" (the model's own sampled or greedy reply), "stall" (never answers), "error"
-    (HTTP 500), "garbled" (200 with broken JSON), "refuse" (HTTP 400). fail_first: that many requests get a
-    500 before the behaviour applies. hold: seconds each request stays in flight after its reply is ready."""
+    (HTTP 500), "garbled" (200 with broken JSON), "refuse" (HTTP 400 with vLLM's body for a too-large
+    max_tokens), "yes" (a judge that always says "Verdict: Yes"), "length" (a reply cut off at max_tokens).
+    fail_first: that many requests get a 500 before the behaviour applies. hold: seconds each request stays
+    in flight after its reply is ready."""
 
     def __init__(self, model=None, tokenizer=None, behaviour="generate", fail_first=0, hold=0.0):
         self.model, self.tokenizer, self.behaviour = model, tokenizer, behaviour
@@ -77,7 +86,7 @@ class ChatServer:
                     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                     server.auth.append(self.headers.get("Authorization"))
                     if self.path != "/v1/chat/completions" or server.behaviour == "refuse":
-                        return self.send(400, b'{"error": {"message": "refused"}}')
+                        return self.send(400, REFUSAL)
                     if server.behaviour == "stall":
                         server.release.wait(30)
                         return
@@ -85,6 +94,11 @@ class ChatServer:
                         return self.send(500, b'{"error": {"message": "internal error"}}')
                     if server.behaviour == "garbled":
                         return self.send(200, b'{"choices": [{"message": {"content": "half a rep')
+                    if server.behaviour in ("yes", "length"):
+                        text, finish = (("The final answers match.\nVerdict: Yes", "stop") if server.behaviour == "yes"
+                                        else ("The student's final answer is", "length"))
+                        return self.send(200, json.dumps({"choices": [{"index": 0, "finish_reason": finish,
+                                         "message": {"role": "assistant", "content": text}}]}).encode())
                     self.send(200, json.dumps(server.complete(body)).encode())
                 finally:
                     self.leave()
@@ -130,24 +144,38 @@ def test_replies_are_the_models_own_generation(toy):
     convs = ask(3)
     with ChatServer(model, tok) as srv:
         replies, counts = annotate.chat_completions(srv.url, "toy", convs, api_key="sk-test", temperature=0.0,
-                                                  max_tokens=24)
+                                                    max_tokens=24)
     local = grpo.generate_rollouts(model, tok, [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                                                for c in convs], 1, 24, temperature=0.0).texts
-    # greedy through HTTP == greedy in process; an empty reply (EOS first) comes back as None, counted "empty"
-    assert replies == [t if t.strip() else None for t in local] and any(replies)
-    assert counts["ok"] == sum(r is not None for r in replies) and counts["ok"] + counts["empty"] == 3
+                                                for c in convs], 1, 24, temperature=0.0)
+    finished = [bool((ids == tok.eos_token_id).any()) for ids in local.response_ids]
+    # greedy through HTTP == greedy in process; an empty reply (EOS first) comes back as None, counted "empty",
+    # and so does one cut off at max_tokens, counted "truncated"
+    assert replies == [t if t.strip() and done else None for t, done in zip(local.texts, finished)] and any(replies)
+    assert counts["ok"] == sum(r is not None for r in replies) and counts["truncated"] == finished.count(False)
+    assert counts["ok"] + counts["empty"] + counts["truncated"] == 3
     assert counts["error"] + counts["garbled"] + counts["timeout"] + counts["refused"] + counts["retries"] == 0
-    assert srv.auth == ["Bearer sk-test"] * 3
+    assert counts["last_error"] is None and srv.auth == ["Bearer sk-test"] * 3
 
 
 @pytest.mark.parametrize("concurrency,n", [(3, 12), (8, 16)])
 def test_concurrency_limit_holds(toy, concurrency, n):
     # 8 is above asyncio's default thread pool on a 2-core machine (cpus + 4 = 6): the client must not cap it.
     _, model, tok = toy
-    with ChatServer(model, tok, hold=0.3) as srv:
+    with ChatServer(model, tok, hold=1.0) as srv:   # long enough that all are in flight on a busy machine
         replies, counts = annotate.chat_completions(srv.url, "toy", ask(n), max_tokens=4, concurrency=concurrency)
-    assert counts["ok"] + counts["empty"] == n == srv.requests and counts["retries"] == 0
+    assert counts["ok"] + counts["empty"] + counts["truncated"] == n == srv.requests and counts["retries"] == 0
     assert srv.max_in_flight == concurrency
+
+
+def test_a_reply_cut_off_at_max_tokens_is_truncated_not_ok(toy):
+    _, model, tok = toy
+    with ChatServer(model, tok) as srv:   # the model's own 3-token start of `a+b=c\n#### c`
+        replies, counts = annotate.chat_completions(srv.url, "toy", ask(2), temperature=0.0, max_tokens=3)
+    assert replies == [None, None] and counts["truncated"] == 2 and counts["ok"] == 0
+    assert srv.requests == 2 and "max_tokens=3" in counts["last_error"]   # not retried: it would be cut again
+    with ChatServer(behaviour="length") as srv:
+        replies, counts = annotate.chat_completions(srv.url, "m", ask(1))
+    assert replies == [None] and counts["truncated"] == 1
 
 
 def test_a_stalling_server_times_out_and_masks_every_item():
@@ -158,32 +186,39 @@ def test_a_stalling_server_times_out_and_masks_every_item():
     assert replies == [None] * 3
     assert counts["timeout"] == 3 and counts["retries"] == 3 and counts["ok"] == 0
     assert srv.requests == 6 and elapsed < 5   # 2 tries x 0.5 s each, in parallel
+    assert "timed out" in counts["last_error"] and srv.url in counts["last_error"]
 
 
-@pytest.mark.parametrize("behaviour,key", [("error", "error"), ("garbled", "garbled")])
-def test_a_failing_server_is_retried_with_backoff_then_masked(behaviour, key):
+@pytest.mark.parametrize("behaviour,key,said", [("error", "error", "HTTP 500: internal error"),
+                                                ("garbled", "garbled", "not a chat completion: b'{\"choices\"")])
+def test_a_failing_server_is_retried_with_backoff_then_masked(behaviour, key, said):
     with ChatServer(behaviour=behaviour) as srv:
         t0 = time.time()
         replies, counts = annotate.chat_completions(srv.url, "m", ask(2), retries=2, backoff=0.2)
         elapsed = time.time() - t0
     assert replies == [None, None] and counts[key] == 2 and counts["retries"] == 4
     assert srv.requests == 6 and elapsed >= 0.2 + 0.4   # backoff 0.2 s, then 0.4 s
+    assert counts["last_error"].startswith(said)
 
 
 def test_a_refusal_is_not_retried_and_a_transient_error_recovers(toy):
     with ChatServer(behaviour="refuse") as srv:
         replies, counts = annotate.chat_completions(srv.url, "m", ask(2), retries=3, backoff=0.01)
     assert replies == [None, None] and counts["refused"] == 2 and srv.requests == 2
+    # the server's own reason, first line of its JSON message
+    assert counts["last_error"] == ("HTTP 400: max_tokens=1024 cannot be greater than max_model_len=512. "
+                                    "Please request fewer output tokens.")
     _, model, tok = toy
     with ChatServer(model, tok, fail_first=1) as srv:
-        replies, counts = annotate.chat_completions(srv.url, "toy", ask(1), temperature=0.0, max_tokens=8, retries=2,
-                                                  backoff=0.01)
+        replies, counts = annotate.chat_completions(srv.url, "toy", ask(1), temperature=0.0, max_tokens=24,
+                                                    retries=2, backoff=0.01)
     assert isinstance(replies[0], str) and counts["ok"] == 1 and counts["retries"] == 1 and srv.requests == 2
+    assert counts["last_error"] == "HTTP 500: internal error"   # the failed try that was retried
 
 
 def test_no_server_at_all_is_an_error_not_a_crash():
     replies, counts = annotate.chat_completions("http://127.0.0.1:9/v1", "m", ask(2), retries=1, backoff=0.01)
-    assert replies == [None, None] and counts["error"] == 2
+    assert replies == [None, None] and counts["error"] == 2 and "Connection refused" in counts["last_error"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -235,18 +270,50 @@ def test_one_cooper_step_with_an_openai_assistant(toy, tmp_path, behaviour):
 # ----------------------------------------------------------------------------------------------------
 # The LLM judge through the endpoint
 
-def test_annotate_with_an_openai_judge_counts_every_row(toy, tmp_path, capsys):
-    _, model, tok = toy
+def _triples(tmp_path):
+    """8 unlabelled triples, 4 with the right final answer."""
     src = tmp_path / "triples.jsonl"
     src.write_text("".join(json.dumps({"question": f"{a}+2=?", "reference_answer": str(a + 2),
                                        "completion": f"{a}+2={a + 2 + d}\n#### {a + 2 + d}"}) + "\n"
                            for a in range(4) for d in (0, 1)))
-    out = tmp_path / "kept.jsonl"
-    with ChatServer(model, tok) as srv:
-        annotate.main(["annotate", str(src), str(out), "--judge", "openai", "--judge-url", srv.url,
-                     "--judge-model", "toy", "--judge-max-tokens", "16"])
+    return src
+
+
+def _annotate(src, out, url, *extra):
+    annotate.main(["annotate", str(src), str(out), "--judge", "openai", "--judge-url", url, "--judge-model", "toy",
+                   *extra])
+
+
+def test_annotate_with_an_openai_judge_keeps_agreements_and_counts_every_row(tmp_path, capsys):
+    src, out = _triples(tmp_path), tmp_path / "kept.jsonl"
+    with ChatServer(behaviour="yes") as srv:   # says Yes to all: agrees with the rule on the 4 right answers
+        _annotate(src, out, srv.url)
+    printed = capsys.readouterr().out.splitlines()
+    stats = json.loads(printed[0])
+    assert srv.requests == 8 and stats["requests"]["ok"] == 8 and stats["agree"] == 4
+    assert stats["rule_no_judge_yes"] == 4 and stats["no_reply"] == stats["no_verdict"] == 0
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["label"] for r in kept] == [1] * 4 and all(r["completion"].endswith(r["reference_answer"]) for r in kept)
+    assert printed[1].startswith(f"kept 4 of 8 rows in {out}: agreement 0.500 on the 8 rows")
+
+
+def test_annotate_says_which_replies_had_no_verdict(toy, tmp_path, capsys):
+    _, model, tok = toy
+    src, out = _triples(tmp_path), tmp_path / "kept.jsonl"
+    # the toy policy answers in sums, not Yes/No: its replies carry no verdict, and nothing can be kept
+    with ChatServer(model, tok) as srv, pytest.raises(SystemExit, match=r"no row kept of 8: \d+ replies without"):
+        _annotate(src, out, srv.url, "--judge-max-tokens", "24")
     stats = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert srv.requests == 8 and stats["requests"]["ok"] + stats["requests"]["empty"] == 8
-    # the toy policy answers in sums, not Yes/No: its replies carry no verdict, are dropped, and counted
-    assert stats["no_verdict"] + stats["agree"] + stats["rule_yes_judge_no"] + stats["rule_no_judge_yes"] == 8
-    assert len(out.read_text().splitlines()) == stats["agree"]
+    assert srv.requests == 8 and stats["no_reply"] + stats["no_verdict"] + stats["agree"] == 8 - (
+        stats["rule_yes_judge_no"] + stats["rule_no_judge_yes"])
+    assert stats["no_reply"] == sum(stats["requests"][k] for k in annotate.FAILURES) and not out.exists()
+
+
+@pytest.mark.parametrize("behaviour,said", [("refuse", r"8 refused\); the server said: HTTP 400: max_tokens=1024"),
+                                            ("length", r"8 truncated\); the server said: reply cut at max_tokens")])
+def test_annotate_stops_when_every_judge_request_fails(tmp_path, behaviour, said):
+    src, out = _triples(tmp_path), tmp_path / "kept.jsonl"
+    with ChatServer(behaviour=behaviour) as srv, pytest.raises(SystemExit) as stop:
+        _annotate(src, out, srv.url)
+    assert str(stop.value).startswith(f"error: annotate: all 8 judge requests to {srv.url} failed (")
+    assert re.search(said, str(stop.value)) and "\n" not in str(stop.value) and not out.exists()
