@@ -155,6 +155,136 @@ CASES = [
     ("#### 1, 2", "2, 1", True, "bare list after ####"),
 ]
 
+# Issue 16: loosely written answers as Math-Verify reads them, each rule with near misses that stay False.
+CASES += [
+    # --- precision: integers and exactly-written decimals compare exactly (issue 16: Math-Verify says False too)
+    ("#### 1000001", "1000000", False, "integers differ by one part in a million"),
+    ("#### 123456789", "123456790", False, "a large integer off by one"),
+    ("#### 123456790", "123456790", True, "a large integer"),
+    ("\\boxed{10^6}", "1000001", False, "a power against an integer, exactly"),
+    ("\\boxed{2^{20}}", "1048576", True, "a power equals its value"),
+    ("\\boxed{2^{20}}", "1048577", False, "a power off by one"),
+    ("\\boxed{1000000\\sqrt{2}}", "1000001\\sqrt{2}", False, "irrational values: no 1e-6 relative slack"),
+    ("\\boxed{16386.169}", "16386.17", False, "two written decimals compare exactly (Math-Verify tests issue #13)"),
+    ("\\boxed{0.1234568}", "0.1234567", False, "two 7-place decimals compare exactly"),
+    ("\\boxed{1.50}", "1.5", True, "trailing zero"),
+    ("\\boxed{2.66666667}", "\\frac{8}{3}", True, "8-place rounding of a repeating decimal (Math-Verify tests, precision 6)"),
+    ("\\boxed{(0.6,2.66666667]}", "(\\frac{3}{5},\\frac{8}{3}]", True, "rounded interval end, worker path"),
+    ("\\boxed{4.123105625617661}", "\\sqrt{17}", True, "a float print of sqrt 17 (Math-Verify test_float_precision)"),
+    ("\\boxed{4.1231}", "\\sqrt{17}", False, "4 places are not the root"),
+    ("\\boxed{3.141592653589793}", "\\pi", True, "a float print of pi"),
+    ("\\boxed{0.7071}", "\\frac{\\sqrt{2}}{2}", False, "4 places are not sqrt(2)/2"),
+    # --- where the answer is taken from (Math-Verify tests/test_all.py test_latex_notation, edge/additional cases)
+    ("Answer \\[ 9 \\]", "$9$", True, "'Answer' without a colon, display math"),
+    ("Answer $ 9 $", "$9$", True, "'Answer' without a colon, inline math"),
+    ("Answer \\( (9+1) \\)", "$10$", True, "'Answer' then \\( \\) holding parentheses"),
+    ("Answer $ \n 9 \n $", "$9$", False, "inline math does not run over lines (Math-Verify test_latex_notation)"),
+    ("Answer 8", "9", False, "'Answer' without a colon, wrong value"),
+    ("Answer $ \\frac{1}{2} \\$ = \\frac{10}{9} $", "$10/9$", True, "escaped dollar inside the span; the last '=' member"),
+    ("**Answer:** $\\frac{10}{2}$", "5", True, "bold answer label (lm-eval strict-match report)"),
+    ("**Answer:** 5", "6", False, "bold answer label, wrong value"),
+    ("Final Answer: The largest $n$ is 34.", "$34$", True, "a sentence after Final Answer: (Math-Verify additional cases)"),
+    ("Final Answer: The largest $n$ is 34.", "$35$", False, "a sentence after Final Answer:, wrong value"),
+    ("Final Answer: Jane started growing Sphere 3 hours ago. I hope it is correct.", "3", True, "a sentence with one number"),
+    ("Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.", "120", True, "a math span before the value (Math-Verify issue #7)"),
+    ("So P(A) = 2/3. Therefore, the probability that Alice wins is 2/3. <|im_start|>user", "$2/3$", True, "no marker: a concluding sentence (Math-Verify issue #1)"),
+    ("Therefore, there are 12 distinct sequences that meet the conditions. I hope it is correct.", "12", True, "concluding sentence, value after 'are' (Math-Verify issue #2)"),
+    ("Therefore, the error in the position increases by 100%.", "$100%$", True, "concluding sentence with a percent (Math-Verify tests)"),
+    ("Therefore, the probability that Alice wins is 2/3.", "3/4", False, "concluding sentence, wrong value"),
+    ("So, the ordered pair $(x, y)$ that solves the system is $(7, 6)$.", "(6, 7)", False, "the last math span, wrong order (Math-Verify issue #3)"),
+    ("The identity matrix is $ \\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix} $.", "\\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix}", True, "no marker: the last math span (Math-Verify test_matrix_extraction)"),
+    ("Special matrix: $ \\left[\\begin{array}{cc}1 & 2 \\\\3 & 4\\end{array}\\right] $", "\\begin{pmatrix}1 & 2 \\\\3 & 4\\end{pmatrix}", True, "array in brackets (Math-Verify test_matrix_extraction)"),
+    ("We find that $x \\lt 3$.", "$x < 3$", True, "a short sentence around a math span (Math-Verify test_relations_math)"),
+    ("Therefore $x < 5$ is the solution.", "$x > 5$", False, "a short sentence around a math span, wrong relation"),
+    ("<think>\n6*7 = 42, or maybe 41.\n</think>\n\n42", "42", True, "the last line after </think>"),
+    ("<think>\n6*7 = 42, or maybe 41.\n</think>\n\n42", "41", False, "after </think>, not inside the thinking"),
+    ("**Final Answer**\n\\boxed{189}\n</think>\n\nThus the area is \\(\\boxed{189}\\) square centimeters.", "$189$", True, "box after </think> (Math-Verify additional cases)"),
+    ("The integers are \\[ \\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}. \\]", "$n = \\boxed{1,-2}$", True, "boxes side by side are one list (Math-Verify additional cases)"),
+    ("The integers are \\[ \\boxed{-2} \\quad \\text{and} \\quad \\boxed{2}. \\]", "1,-2", False, "boxes side by side, one member wrong"),
+    ("$\\boxed{1,2}$", "$\\boxed{1}\\boxed{2}$", True, "adjacent boxes in the reference (Math-Verify additional cases)"),
+    ("The solutions are $\\boxed{3}$ and $\\boxed{5}$.", "5", False, "a list of two boxes is not its last member"),
+    ("x = \\boxed{2} so y = \\boxed{3}", "2, 3", False, "boxes apart in a sentence are not one list: the last decides"),
+    ("$\\frac{1}{2} = \\boxed{200}$ and $\\boxed{255}$, so $10,455. Final Answer: The final answer is $10,455$. I hope it is correct.", "$10455$", True, "a later final answer overrides earlier boxes (Math-Verify 'Decimal handling 3')"),
+    ("$\\frac{1}{2} = \\boxed{200}$ and $\\boxed{255}$, so $10,455. Final Answer: The final answer is $10,455$. I hope it is correct.", "255", False, "the overridden box is not the answer"),
+    ("So the total is \\boxed{5}. I hope the answer is correct.", "5", True, "a later 'answer is' without a value does not override"),
+    ("The domain is $(0, 1)$. Final Answer: The final answer is $(0, 1)$. I hope it is correct. <|im_start|>user", "$[0,1)$", False, "correctly extracted wrong answer (Math-Verify issue #4)"),
+    ("The volume is 120 cubic units, I hope.", "121", False, "no marker, no guessing"),
+    # --- labelled answers against a bare reference (Math-Verify test_relations_math, test_yujianll)
+    ("$(p, q) = (3, 2)$", "(3, 2)", True, "labelled tuple"),
+    ("$(p, q) = (2, 3)$", "(3, 2)", False, "labelled tuple, wrong order"),
+    ("$AB = 4, CD = 5$", "4, 5", True, "several labelled values"),
+    ("$AB = 4, CD = 6$", "4, 5", False, "several labelled values, one wrong"),
+    ("$|AB| = 1$", "1", True, "labelled length"),
+    ("$|AB| = 1$", "2", False, "labelled length, wrong value"),
+    ("$f(3) = -\\frac{1}{2}$", "-\\frac12", True, "labelled function value"),
+    ("$n=1, 2, 3$", "1, 2, 3", True, "a label before a list (Math-Verify test_yujianll)"),
+    ("$n=1, 2, 3$", "$n=2, 3, 4$", False, "labelled lists differ (Math-Verify test_yujianll)"),
+    ("$D = (0, 1.5)$", "$D = (0, 1)$", False, "labelled tuples differ (Math-Verify test_yujianll)"),
+    ("$y = 4$", "$x = 4$", False, "a label naming another variable (issue 16)"),
+    ("$x = 4$", "We get $x = 4$. The answer is $\\boxed{4}$.", True, "labelled against a worked-solution reference"),
+    ("$7 = 11a+c$", "$11a+c$", False, "a number on the left is no label (Math-Verify test_relations_math)"),
+    # --- lists and sets (issue 16 categories; Math-Verify test_yujianll)
+    ("$1; 2; 3$", "1, 2, 3", True, "semicolon separators"),
+    ("$1; 2; 4$", "1, 2, 3", False, "semicolon separators, one wrong"),
+    ("$x = 2\\text{or}x = 3$", "2, 3", True, "'or' without spaces (unwrapped \\text{or})"),
+    ("$2\\text{or}3$", "2, 4", False, "'or' without spaces, one wrong"),
+    ("$\\{1, 1, 2\\}$", "\\{1, 2\\}", True, "repeated set member"),
+    ("$1, 1, 2$", "1, 2", True, "repeated list member counts once"),
+    ("$1, 1, 2$", "1, 2, 3", False, "repeats do not make up a missing member"),
+    ("$19, 46, \\text{ and } 82$", "19, 46, 82", True, "list with ', and' (Math-Verify test_yujianll)"),
+    ("$1, 2, 3, ...$", "$1, 2, 3$", False, "an ellipsis is not sentence punctuation (Math-Verify test_trailing_punctuation)"),
+    ("$\\frac{1}{3},$", "$\\frac{1}{3}$", True, "sentence comma inside the math (Math-Verify test_trailing_punctuation)"),
+    ("$2^{10}.$", "$2$", False, "no number read out of a power (Math-Verify test_trailing_punctuation)"),
+    ("${1,3}$", "$(1,3)$", True, "braces group a bare list, ordered against a tuple (Math-Verify additional cases)"),
+    ("${1,3}$", "$(3,1)$", False, "bare list against a reversed tuple (Math-Verify additional cases)"),
+    # --- intervals written as inequalities (Math-Verify test_set_rel_assymetry; VerifyBench-Hard periods)
+    ("$-793 < a < 10$", "(-793, 10)", True, "double inequality ~ open interval"),
+    ("$-793 \\le a < 10$", "(-793, 10)", False, "a closed end is not an open one"),
+    ("$x \\in [-2,7]$", "$-2 \\le x \\le 7$", True, "membership ~ double inequality"),
+    ("$x \\in (-1, 3]$", "$-1 < x < 3$", False, "membership with the wrong bracket"),
+    ("$x > 5$", "(5, \\infty)", True, "one bound ~ a ray"),
+    ("$x > 5$", "[5, \\infty)", False, "strict bound is not a closed ray"),
+    ("$x < 2$", "(-\\infty, 2)", True, "upper bound ~ a ray"),
+    ("$x > 5$", "5", False, "an inequality is not its bound"),
+    ("$\\left(k\\pi - \\frac{\\pi}{6}, k\\pi + \\frac{\\pi}{3}\\right), k \\in \\mathbb{Z}$", "(-\\frac{\\pi}{6} + k\\pi, \\frac{\\pi}{3} + k\\pi)", True, "an interval with a period"),
+    ("$(-\\pi/6 + 2k\\pi, \\pi/3 + 2k\\pi)$", "(-\\frac{\\pi}{6} + k\\pi, \\frac{\\pi}{3} + k\\pi), k \\in \\mathbb{Z}", False, "another period"),
+    # --- number formats (Math-Verify test_number_extraction, additional cases)
+    ("$1,22$", "1.22", True, "decimal comma"),
+    ("$1000,99$", "1000.99", True, "decimal comma after four digits"),
+    ("$0,111$", "0.111", True, "decimal comma after a zero"),
+    ("$1,2$", "1.2", False, "1,2 is a list, not a decimal comma (issue 16)"),
+    ("$1,222$", "1.222", False, "three digits after a comma: a thousands separator"),
+    ("is $\\boxed{32,\\! 349}$", "32349", True, "thin space after a separator (Math-Verify additional cases)"),
+    ("is $\\boxed{11,\\! 111,\\! 111,\\! 100}$", "11111111100", True, "several \\! separators"),
+    ("$N = 14 {, }916$", "14916", True, "spaced {, } separator (Math-Verify test_latex_notation_math)"),
+    ("$x\\approx11$", "11", True, "an approximate label (Math-Verify test_relations_math)"),
+    ("$x\\approx11$", "12", False, "an approximate label, wrong value"),
+    ("Final Answer: The final answer is $\\approx 7.78$.", "7.78", True, "a leading \\approx"),
+    ("$x = 5+5+1 = 1/3 \\approx 11$", "$x = 1/3$", True, "the exact value before \\approx (Math-Verify test_relations_math)"),
+    ("The answer is 4 4/9.", "40/9", True, "mixed number with a space (Math-Verify test_mixed_number_extraction)"),
+    ("The answer is 4 4/9.", "4", False, "a mixed number is not its whole part"),
+    ("Final Answer: $123,456,780$", "123456789", False, "thousands separators, a different integer"),
+    # --- units after \frac and similar (Math-Verify test_latex_notation)
+    ("$\\frac{1}{3} \\text{meters}$", "$1/3$", True, "unit word after \\frac"),
+    ("$\\frac{1}{2}\\,\\mathrm{m}$", "0.5", True, "one-letter unit in \\mathrm"),
+    ("$\\frac{\\sqrt{3}}{2}\\text{ units}$", "\\frac{\\sqrt3}{2}", True, "unit after a non-plain \\frac"),
+    ("$\\frac{3}{4}\\text{ inches}$", "\\frac35", False, "unit after \\frac, wrong value"),
+    # --- doubled backslashes from JSON-escaped text (Math-Verify tests issue #10, written as raw strings)
+    ("Thus, $(p,q) = \\boxed{\\left( \\frac{1}{5}, \\frac{1}{6} \\right)}.$", "$\\\\left(\\\\frac{1}{5},\\\\frac{1}{6}\\\\right)$", True, "doubled backslashes in the reference"),
+    ("Thus, $(p,q) = \\boxed{\\left( \\frac{1}{5}, \\frac{1}{6} \\right)}.$", "$\\\\left(\\\\frac{1}{5},\\\\frac{1}{7}\\\\right)$", False, "doubled backslashes, a different tuple"),
+    ("the answer is $\\\\boxed{\\\\sqrt{2}}$", "\\sqrt{2}", True, "doubled backslashes in the completion"),
+    ("the answer is $\\\\boxed{\\\\sqrt{2}}$", "\\sqrt{3}", False, "doubled backslashes, a different root"),
+    # --- short text answers (VerifyBench-Hard categories; Qwen2.5-Math choice_answer_clean)
+    ("\\boxed{\\text{disproved}}", "Disproven", True, "disproved ~ disproven"),
+    ("\\boxed{\\text{disproved}}", "Proven", False, "disproved is not proven"),
+    ("The statement is \\boxed{proven}.", "proved", True, "proven ~ proved"),
+    ("The answer is no.", "No", True, "no, after 'answer is'"),
+    ("\\boxed{(B) 15}", "B", True, "letter with its option text"),
+    ("\\boxed{B: 15}", "C", False, "letter with its option text, another letter"),
+    ("The correct option is (C).", "C", True, "'option is'"),
+    ("\\boxed{C}", "(C) 17", True, "letter against a reference letter with text"),
+]
+
 # Multiple choice with the question's options (letter vs option text, both directions).
 QUESTION = "Which is prime? (A) 12 (B) 15 (C) 17 (D) 21"
 CHOICE_CASES = [
@@ -226,10 +356,61 @@ def _timed(*args, **kw):
     ("The answer is 1 " + "a" * 1_900 + "!", "1"),  # once a regex backtracking blow-up in unit stripping
     ("\\boxed{1 " + "ab" * 900 + "1}", "1"),
     ("so so so " * 100_000 + "\n#### 5", "5"),  # degenerate long response (verl #6673)
+    ("\\[" * 400_000, "1"),  # unclosed display spans: the span scan is bounded
+    ("$" * 900_000 + "1", "1"),
+    ("\\boxed{1} and " * 60_000, "1"),  # side-by-side boxes: only the last 8 are read
+    ("Therefore, it is " * 50_000 + "3.", "3"),
+    ("Final Answer: " + "The x is " * 100_000, "1"),
+    ("</think>" * 100_000 + "5", "5"),
+    ("\\\\frac" * 100_000, "1"),  # doubled backslashes everywhere
+    ("Answer $" + "1," * 400_000 + "$", "1"),
 ])
 def test_adversarial_inputs_finish_fast(completion, reference):
     _, seconds = _timed(completion, reference)
     assert seconds < 3.0
+
+
+def test_a_reference_is_read_like_a_completion():
+    # VerifyBench-Hard style: the reference is a worked solution; its own final answer is found the same way
+    solution = "Solving, we find that $p = 3$ and $q = 2$, so the answer is $(3,2)$."
+    assert verify("$(p, q) = (3, 2)$", solution) and not verify("$(p, q) = (2, 3)$", solution)
+    assert verify("Final Answer: The largest $n$ is 34.", "Therefore, the largest such $n$ is 34.")
+
+
+GSM8K = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data", "gsm8k",
+                     "example_model_solutions.jsonl")
+
+
+@pytest.mark.skipif(not os.path.exists(GSM8K), reason="shared GSM8K example solutions not present")
+def test_labelled_gsm8k_solutions_agree_completely():
+    import bench_verify
+    pairs = bench_verify.load_pairs(GSM8K, "gsm8k-solutions")
+    wrong = [(c[-80:], r, l) for c, r, l, _ in pairs if verify(c, r) != l]
+    assert len(pairs) > 5000 and not wrong, wrong[:5]
+
+
+def _bench_file(tmp_path):
+    rows = [{"completion": "#### 1000001", "reference": "1000000", "label": False},
+            {"completion": "Final Answer: The largest $n$ is 34.", "reference": "$34$", "label": True},
+            {"completion": "\\boxed{1,22}", "reference": "1.22", "label": True}]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_bench_verify_reports_agreement(tmp_path, capsys):
+    import bench_verify
+    bench_verify.main([_bench_file(tmp_path), "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "3 labelled pairs" in out and out.split("\n")[2].split()[:2] == ["ours", "1.0000"]
+
+
+def test_bench_verify_prints_where_math_verify_disagrees(tmp_path, capsys):
+    pytest.importorskip("math_verify")  # optional: the benchmark's comparison only
+    import bench_verify
+    bench_verify.main([_bench_file(tmp_path), "--repeats", "1", "--compare", "math-verify"])
+    out = capsys.readouterr().out
+    assert "math_verify" in out and "pairs where the verifiers disagree" in out
 
 
 def test_source_never_evaluates_text_nor_uses_signals():

@@ -102,8 +102,11 @@ def _span(rest):
     """The leading $..$ / \\[..\\] / \\(..\\) span of rest, None if it opens none."""
     for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("$", "$"), ("\\(", "\\)")):
         if rest.startswith(opener):
-            end = rest.find(closer, len(opener))
-            return rest[len(opener):end] if end != -1 else None  # an unmatched $ is a currency sign
+            m = re.compile(r"(?<!\\)" + re.escape(closer)).search(rest, len(opener))  # \$ is a dollar sign
+            inline = opener in ("$", "\\(")  # inline math does not run over lines
+            if m and not (inline and "\n" in rest[:m.start()]):
+                return rest[len(opener):m.start()]
+            return None  # an unmatched $ is a currency sign
     return None
 
 
@@ -135,8 +138,9 @@ def _after_marker(text, start=0):
 
 def _unmarked(text):
     """An answer no marker announces: the last math span, else a concluding sentence's ('Therefore, ... is 2/3.')."""
-    spans = list(_SPAN.finditer(text[-MAX_ANSWER_CHARS:]))  # bounded: a lazy span scan is quadratic
-    if spans:
+    end = text[-MAX_ANSWER_CHARS:]  # bounded: a lazy span scan is quadratic
+    spans = list(_SPAN.finditer(end))
+    if spans and not re.search(r"\d", end[spans[-1].end():]):  # 'the largest $n$ is 34': not n
         inside = next(g for g in spans[-1].groups() if g is not None)
         if not _is_text(inside):
             return inside
@@ -162,7 +166,8 @@ def extract_answer(text, last_number=False):
         ans = _after_marker(text)
     lines = text.strip().split("\n")
     line = lines[-1] if "\\boxed" not in text and (len(lines) == 1 or thought) else ""
-    if ans is None and line and not _is_text(line):
+    line = line if len(line) <= MAX_ANSWER_CHARS else ""  # longer is no answer, and not worth a scan
+    if ans is None and line and not _is_text(line) and not _SPAN.search(line):
         ans = line  # a one-line completion (or last line after thinking) of math alone is its own answer
     if ans is None:
         ans = _unmarked(text)
@@ -217,11 +222,11 @@ _LABEL = re.compile(rf"(?:{_NAME}|\(\s*{_NAME}(?:\s*,\s*{_NAME})+\s*\))\s*(?:=|\
 
 
 def _top_split(s):
-    """s split at the commas outside brackets: 'AB = 4, (1, 2)' -> ['AB = 4', '(1, 2)']."""
+    """s split at the commas outside brackets and numbers: 'AB = 4, (1, 2)' -> ['AB = 4', '(1, 2)']."""
     parts, depth, start = [], 0, 0
     for i, c in enumerate(s):
         depth += (c in "([{") - (c in ")]}")
-        if c == "," and depth == 0:
+        if c == "," and depth == 0 and not (s[i - 1:i].isdigit() and re.match(r"\d{3}(?!\d)", s[i + 1:i + 5])):
             parts, start = parts + [s[start:i]], i + 1
     return parts + [s[start:]]
 
@@ -244,6 +249,9 @@ _DECIMAL_COMMA = re.compile(r"-?(?:\d+,(?:\d\d|\d{4,})|0,\d+)")
 
 def _number(s):
     """Exact value of a plain number: '1,000', '-12.0', '3/4', '\\frac{3}{4}', '\\frac34', '2\\frac12', '1e-3'."""
+    m = re.fullmatch(r"\s*(-?)(\d+)\s+(\d+)/(\d+)\s*", s) if len(s) < 100 else None  # mixed number 4 4/9
+    if m and int(m.group(4)):
+        return (-1 if m.group(1) else 1) * (int(m.group(2)) + Fraction(int(m.group(3)), int(m.group(4))))
     s = re.sub(r"(?<!,)\s+", "", s)  # but '32, 349' keeps its space: it is a list
     m = re.fullmatch(r"(-?)(\d+)(\\frac.*)", s) if len(s) < 100 else None  # mixed number
     if m and _FRAC.fullmatch(m.group(3)):
@@ -609,7 +617,7 @@ class _Parser:
             close = self.next()
             if close in (")", "]") and _kind(v) == "list":
                 return ("seq", t, close, v[1])
-            return v if (t, close) == ("(", ")") else _refuse("bracket")
+            return v if (t, close) == ("(", ")") or _kind(v) == "matrix" else _refuse("bracket")
         if t == "{":
             v = self.nested(self.top)
             self.expect("}")
@@ -811,7 +819,10 @@ def _same(a, b):
     if "rel" in (ka, kb):  # x = 3 ~ 3, -1 < x < 2 ~ (-1, 2); no other relation equals a value
         rel, other = (a, b) if ka == "rel" else (b, a)
         interval = _interval(rel)
-        return _same(interval, other) if interval else _lone_variable(rel) and _same(rel[2][-1], other)
+        if interval:
+            return _same(interval, other)
+        constant = all(_kind(m) == "scalar" and not m.free_symbols for m in rel[2]) and set(rel[1]) == {"="}
+        return (_lone_variable(rel) or constant) and _same(rel[2][-1], other)  # 1/2 = 10/9 states 10/9
     if "union" in (ka, kb):
         return _same_unordered(a[1] if ka == "union" else [a], b[1] if kb == "union" else [b])
     if ka == kb == "seq":
