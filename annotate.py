@@ -21,7 +21,8 @@ import re
 import torch
 
 import verify
-from reward import finite_or_none, model_folder_problem, read_labelled, read_rows, truncate_middle, write_cooper
+from reward import (above, at_least, finite_or_none, model_folder_problem, read_labelled, read_rows, truncate_middle,
+                    write_cooper)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -341,10 +342,10 @@ def main(argv=None):
     a.add_argument("--judge-model", required=True, help="hf: the model folder; openai: the served model name")
     a.add_argument("--judge-url", help="openai: the base URL, e.g. http://127.0.0.1:8000/v1")
     a.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="openai: environment variable holding the key")
-    a.add_argument("--judge-max-tokens", type=int, default=1024)
-    a.add_argument("--concurrency", type=int, default=8)
-    a.add_argument("--timeout", type=float, default=120.0)
-    a.add_argument("--limit", type=int, help="annotate the first N rows only")
+    a.add_argument("--judge-max-tokens", type=at_least(1), default=1024)
+    a.add_argument("--concurrency", type=at_least(1), default=8)
+    a.add_argument("--timeout", type=above(0.0), default=120.0, help="seconds per request")
+    a.add_argument("--limit", type=at_least(1), help="annotate the first N rows only")
     args = p.parse_args(argv)
     if args.cmd == "annotate" and args.judge == "openai" and not args.judge_url:
         p.error("--judge openai needs --judge-url URL")
@@ -365,9 +366,10 @@ def main(argv=None):
         print(json.dumps(finite_or_none({"file": args.file, "judge": args.judge_model, "requests": counts,
                                          **stats}), allow_nan=False))
         if not kept:
+            disagree = stats["rule_yes_judge_no"] + stats["rule_no_judge_yes"]
             raise SystemExit(f"error: annotate: no row kept of {len(rows)}: {stats['no_verdict']} replies "
-                             f"without a verdict, {stats['agree']} agreements with the rule verifier "
-                             f"(is {args.judge_model} a chat model that follows JUDGE_PROMPT?)")
+                             f"without a verdict, {disagree} verdicts against the rule verifier's, "
+                             f"{stats['no_reply']} requests failed ({failure_summary(counts)}){server}")
         write_cooper(args.out, kept)
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {err}")

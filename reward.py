@@ -441,6 +441,34 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+def at_least(low: int):
+    """An argparse type: an integer >= low, or one usage error naming the bound."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def above(low: float):
+    """An argparse type: a finite float above low, or one usage error naming the bound."""
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (value > low and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be above {low:g}, got {text}")
+        return value
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a float in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def default_compute_dtype() -> str:
     """bf16 where the device computes it natively (CUDA with bf16 support), fp32 elsewhere."""
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
@@ -453,12 +481,12 @@ def main(argv=None):
     t.add_argument("file")
     t.add_argument("--model", required=True, help="HF folder: a sequence classifier or a causal LM trunk")
     t.add_argument("--out", required=True)
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--lr", type=float, default=2e-5)
+    t.add_argument("--epochs", type=at_least(1), default=3)
+    t.add_argument("--lr", type=above(0.0), default=2e-5)
     t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--max-length", type=int, default=1024)
-    t.add_argument("--holdout", type=float, default=0.1, help="fraction kept aside to report accuracy")
+    t.add_argument("--batch-size", type=at_least(1), default=16)
+    t.add_argument("--max-length", type=at_least(1), default=1024, help="tokens read per input (its last ones)")
+    t.add_argument("--holdout", type=fraction, default=0.1, help="fraction kept aside to report accuracy")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward")
     t.add_argument("--save-dtype", choices=list(DTYPES), default="fp32",
@@ -467,7 +495,7 @@ def main(argv=None):
     e.add_argument("file")
     e.add_argument("--model", required=True)
     e.add_argument("--threshold", type=float, default=0.5)
-    e.add_argument("--max-length", type=int, default=1024)
+    e.add_argument("--max-length", type=at_least(1), default=1024, help="tokens read per input (its last ones)")
     for cmd in (t, e):
         cmd.add_argument("--dtype", choices=list(DTYPES), default=default_compute_dtype(),
                          help="compute dtype (autocast; weights stay fp32). Default: bf16 on a CUDA device "

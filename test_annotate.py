@@ -90,3 +90,20 @@ def test_converted_gsm8k_solutions_match_the_dataset_and_the_rule_verifier():
     assert abs(sum(r["label"] for r in rows) / len(rows) - 0.379) < 0.001   # the dataset README's 37.9 %
     agree = sum(verify.verify(r["completion"], r["reference"]) == bool(r["label"]) for r in rows) / len(rows)
     assert agree > 0.98   # the labels come from the same final answers (about 1 % calculator-bug noise)
+
+
+@pytest.mark.parametrize("flag,value", [("--concurrency", "0"), ("--timeout", "0"), ("--judge-max-tokens", "0"),
+                                        ("--limit", "0")])
+def test_annotate_rejects_out_of_range_flags_at_parse_time(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as stop:
+        annotate.main(["annotate", "in.jsonl", "out.jsonl", "--judge", "openai", "--judge-url", "http://127.0.0.1:9/v1",
+                       "--judge-model", "m", flag, value])
+    assert stop.value.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err
+
+
+def test_annotate_with_an_hf_judge_names_a_missing_model_folder(tmp_path):
+    src = tmp_path / "t.jsonl"
+    src.write_text('{"question": "q", "answer": "1", "completion": "#### 1"}\n')
+    with pytest.raises(SystemExit, match=rf"^error: {tmp_path / 'nowhere'}: no such folder$"):
+        annotate.main(["annotate", str(src), str(tmp_path / "o.jsonl"), "--judge", "hf",
+                       "--judge-model", str(tmp_path / "nowhere")])

@@ -383,3 +383,11 @@ def test_write_cooper_writes_valid_json_for_non_finite_numbers(tmp_path):
     line = (tmp_path / "o.jsonl").read_text()
     assert "NaN" not in line and "Infinity" not in line
     assert json.loads(line)["score"] is None and json.loads(line)["margins"] == [1.5, None]
+
+
+@pytest.mark.parametrize("flag,value", [("--lr", "-1"), ("--lr", "nan"), ("--epochs", "0"), ("--batch-size", "0"),
+                                        ("--holdout", "1"), ("--max-length", "0")])
+def test_reward_train_rejects_out_of_range_flags_at_parse_time(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as stop:   # before any file or model is read
+        reward.main(["train", str(tmp_path / "none.jsonl"), "--model", "m", "--out", "o", flag, value])
+    assert stop.value.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err
