@@ -69,7 +69,7 @@ _DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:[dtc]?frac|sqrt|boxed|left|right|pi|tex
                       r"[lc]?dots|lt|gt|mbox|operatorname|dfrac)(?![a-zA-Z]))")
 _GLUE = re.compile(r"(?:\s|\$|\\[\[\]()]|\\q?quad|\\[,;!]|\\text\{\s*(?:and|or|,)?\s*\}|,|;|\band\b|\bor\b)*")
 _SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$\n]+?)\$", re.S)
-_CONCLUDE = re.compile(r"\s*(?:therefore|thus|so|hence|in conclusion|finally|overall|in total)\b", re.I)
+_CONCLUDE = re.compile(r"(?:^\s*(?:therefore|thus|so|hence|finally)|\b(?:Therefore|Thus|So|Hence|In conclusion|Finally))\b")
 _NUM_WORD = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?\s*%?")
 
 
@@ -137,16 +137,21 @@ def _after_marker(text, start=0):
 
 
 def _unmarked(text):
-    """An answer no marker announces: the last math span, else a concluding sentence's ('Therefore, ... is 2/3.')."""
+    """An answer no marker announces: the last math span (with spans glued to it: '$12$ and $13$'), else what a
+    concluding sentence states ('Therefore, ... is 2/3.')."""
     end = text[-MAX_ANSWER_CHARS:]  # bounded: a lazy span scan is quadratic
     spans = list(_SPAN.finditer(end))
     if spans and not re.search(r"\d", end[spans[-1].end():]):  # 'the largest $n$ is 34': not n
-        inside = next(g for g in spans[-1].groups() if g is not None)
+        k = len(spans) - 1
+        while k and _GLUE.fullmatch(end, spans[k - 1].end(), spans[k].start()):
+            k -= 1
+        inside = ", ".join(next(g for g in m.groups() if g is not None) for m in spans[k:])
         if not _is_text(inside):
             return inside
     for sentence in reversed(re.split(r"(?<=[.!?])\s+|\n", text[-4 * MAX_ANSWER_CHARS:].strip())[-3:]):
-        if _CONCLUDE.match(sentence):
-            return _from_sentence(sentence.rstrip("."))
+        found = list(_CONCLUDE.finditer(sentence))  # capitalised, or opening the sentence
+        if found:
+            return _from_sentence(sentence[found[-1].end():].rstrip("."))
     return None
 
 
