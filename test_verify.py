@@ -209,6 +209,12 @@ CASES += [
     ("So the total is \\boxed{5}. I hope the answer is correct.", "5", True, "a later 'answer is' without a value does not override"),
     ("The domain is $(0, 1)$. Final Answer: The final answer is $(0, 1)$. I hope it is correct. <|im_start|>user", "$[0,1)$", False, "correctly extracted wrong answer (Math-Verify issue #4)"),
     ("The volume is 120 cubic units, I hope.", "121", False, "no marker, no guessing"),
+    ("the sum lies between $12$ and $13$.", "$12$ and $13$", True, "spans glued by 'and' are one list (Math-Verify test_latex_notation_math)"),
+    ("the sum lies between $12$ and $14$.", "$12$ and $13$", False, "glued spans, one member wrong"),
+    ("\\boxed{12 $ and $13 }. $ Final Answer: The final answer is \"$12 $ and $13 $\". I hope it is correct.", "12\\text{ and }13", True, "quoted final answer, spans joined by 'and' (Math-Verify test_latex_notation_math)"),
+    ("Final Answer: The final answer is \"$12 $ and $14 $\".", "12\\text{ and }13", False, "quoted final answer, wrong member"),
+    ("P(A) = (1/2) * (4/3) = 2/3 Therefore, the probability that Alice wins is 2/3. <|im_start|>user", "2/3", True, "'Therefore' inside a run-on sentence (Math-Verify issue #1)"),
+    ("We get $$\\frac{a}{b} \\geq 2.$$ Therefore, the error increases by 100%.", "50%", False, "run-on conclusion, wrong value"),
     # --- labelled answers against a bare reference (Math-Verify test_relations_math, test_yujianll)
     ("$(p, q) = (3, 2)$", "(3, 2)", True, "labelled tuple"),
     ("$(p, q) = (2, 3)$", "(3, 2)", False, "labelled tuple, wrong order"),
@@ -458,7 +464,9 @@ _ATOMS = ["\\boxed{", "}", "{", "\\frac", "\\sqrt", "^", "_", "(", ")", "[", "]"
           "__import__('os').system('touch {canary}')", "lambda: 0", "exec(", "eval(", "open('{canary}','w')",
           "__class__.__mro__", "\\x00", "é", "π", "√", "∞", "\u202e", "\ud7ff", "🙂", " ", "\n", "9^{9^{9^9}}",
           "10^{10^{10}}", "\\sin", "\\log_", "1.5e999999", "0.", "..", "|", "\\left(", "\\right)",
-          "a" * 40, "cm", " miles", "x" * 300, "2" * 300, "\\sqrt[", "\\binom{99999}{3}", "99999!"]
+          "a" * 40, "cm", " miles", "x" * 300, "2" * 300, "\\sqrt[", "\\binom{99999}{3}", "99999!",
+          "Final Answer: ", "</think>", "\\\\frac", "\\\\", "Therefore, ", " is ", " and ", "\\approx", "\\in", ";",
+          "1,22", ",\\!", "\\mathbb{Z}", "\\text{ m}", "(p, q)", "|AB|", "<", "\\le", "4 4/9", "Answer ", "\"", "..."]
 
 
 def _fuzz_string(rng, canary):

@@ -68,6 +68,7 @@ _DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:[dtc]?frac|sqrt|boxed|left|right|pi|tex
                       r"neq?|pm|mp|cup|cap|in|approx|circ|sin|cos|tan|log|ln|exp|theta|alpha|beta|begin|end|quad|"
                       r"[lc]?dots|lt|gt|mbox|operatorname|dfrac)(?![a-zA-Z]))")
 _GLUE = re.compile(r"(?:\s|\$|\\[\[\]()]|\\q?quad|\\[,;!]|\\text\{\s*(?:and|or|,)?\s*\}|,|;|\band\b|\bor\b)*")
+_JOIN = re.compile(r"\s*(?:,|;|\band\b|\bor\b|\\text\{\s*(?:and|or)\s*\})\s*")
 _SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$\n]+?)\$", re.S)
 _CONCLUDE = re.compile(r"(?:^\s*(?:therefore|thus|so|hence|finally)|\b(?:Therefore|Thus|So|Hence|In conclusion|Finally))\b")
 _NUM_WORD = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?\s*%?")
@@ -99,15 +100,21 @@ def _last_boxed(text):
 
 
 def _span(rest):
-    """The leading $..$ / \\[..\\] / \\(..\\) span of rest, None if it opens none."""
-    for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("$", "$"), ("\\(", "\\)")):
-        if rest.startswith(opener):
-            m = re.compile(r"(?<!\\)" + re.escape(closer)).search(rest, len(opener))  # \$ is a dollar sign
-            inline = opener in ("$", "\\(")  # inline math does not run over lines
-            if m and not (inline and "\n" in rest[:m.start()]):
-                return rest[len(opener):m.start()]
-            return None  # an unmatched $ is a currency sign
-    return None
+    """The $..$ / \\[..\\] / \\(..\\) span opening rest, with up to 8 spans joined to it by 'and' / ',' (one
+    list); None if it opens none."""
+    found, pos = [], 0
+    while len(found) < 8:
+        opener, closer = next(((o, c) for o, c in (("$$", "$$"), ("\\[", "\\]"), ("$", "$"), ("\\(", "\\)"))
+                               if rest.startswith(o, pos)), (None, None))
+        m = opener and re.compile(r"(?<!\\)" + re.escape(closer)).search(rest, pos + len(opener))  # \$: a dollar
+        if not m or opener in ("$", "\\(") and "\n" in rest[pos:m.start()]:  # inline math is one line
+            break  # and an unmatched $ is a currency sign
+        found.append(rest[pos + len(opener):m.start()])
+        join = _JOIN.match(rest, m.end())
+        if not join:
+            break
+        pos = join.end()
+    return ", ".join(found) if found else None
 
 
 def _from_sentence(s):
@@ -128,9 +135,11 @@ def _after_marker(text, start=0):
     if last is None:
         return None
     rest = text[last.end():last.end() + 4 * MAX_ANSWER_CHARS].lstrip(" \t:*").lstrip()
+    rest = rest[1:] if rest[:1] in "\"“'" and rest[:1] else rest  # 'The final answer is "$12$ and $13$".'
+
     ans = _span(rest)
     if ans is None:
-        ans = re.split(r"\.(?=\s|\*|$)", rest.split("\n", 1)[0], maxsplit=1)[0]
+        ans = re.split(r"[\"”']?\.(?=\s|\*|$)", rest.split("\n", 1)[0], maxsplit=1)[0]
         if len(ans.split()) >= 3 and _is_text(re.sub(r"\$[^$]*\$", "", ans)):
             ans = _from_sentence(ans) or ans  # 'Final Answer: The largest $n$ is 34.'
     return ans
@@ -143,7 +152,7 @@ def _unmarked(text):
     spans = list(_SPAN.finditer(end))
     if spans and not re.search(r"\d", end[spans[-1].end():]):  # 'the largest $n$ is 34': not n
         k = len(spans) - 1
-        while k and _GLUE.fullmatch(end, spans[k - 1].end(), spans[k].start()):
+        while k and _JOIN.fullmatch(end, spans[k - 1].end(), spans[k].start()):
             k -= 1
         inside = ", ".join(next(g for g in m.groups() if g is not None) for m in spans[k:])
         if not _is_text(inside):
