@@ -23,7 +23,8 @@ Equivalence policies (cheapest test first; each row is tested in test_verify.py)
     | numbers: exact          | 12.0 ~ 12, 0.5 ~ \\frac12 ~ 1/2         | 1000001 ~ 1000000, 2^{-99} ~ 2^{-98} |
     | rounded decimals        | 0.0833333 ~ \\frac1{12} (6+ places, last place) | 0.33 ~ \\frac13, 3.14 ~ \\pi |
     | percent                 | 28\\% ~ 28, 10\\% ~ 0.1                  | 0.28 ~ 28                        |
-    | labelled answers        | x = 3 ~ 3, (p, q) = (3, 2) ~ (3, 2), AB = 4, CD = 5 ~ 4, 5 | 2x + z = 1 ~ 1; x = 3 ~ y = 3 |
+    | labelled answers        | x = 3 ~ 3, (p, q) = (3, 2) ~ (3, 2)    | 2x + z = 1 ~ 1; x = 3 ~ y = 3    |
+    |                         | AB = 4, CD = 5 ~ 4, 5; x \\in [0, 1) ~ [0, 1) |                           |
     | equations               | a=b ~ b=a, 2x=4 ~ x=2 (constant ratio) | 3x-y=0 ~ 3x+4y=0                 |
     | inequalities            | x < 1 ~ -x > -1, x>=5 ~ 5 \\le x       | x < 1 ~ x > -1                   |
     | ... as intervals        | -1 < a < 10 ~ (-1, 10), x > 5 ~ (5, \\infty) | -1 \\le a < 10 ~ (-1, 10)  |
@@ -64,13 +65,13 @@ _BRACE = re.compile(r"[{}]")
 _MARKER = re.compile(r"####|final answer(?: is)?|answer is|answer\s*:|^[ \t*]*a:|(?:option|choice) is|"
                      r"\banswer(?=[ \t]*(?:\$|\\[\[(]|-?\d))|^[ \t*#]*answer\b", re.I | re.M)
 # JSON-escaped text doubles every backslash; a doubled one before a command name is that command
-_DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:[dtc]?frac|sqrt|boxed|left|right|pi|text\w*|math\w+|cdot|times|infty|leq?|geq?|"
-                      r"neq?|pm|mp|cup|cap|in|approx|circ|sin|cos|tan|log|ln|exp|theta|alpha|beta|begin|end|quad|"
-                      r"[lc]?dots|lt|gt|mbox|operatorname|dfrac)(?![a-zA-Z]))")
+_DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:[dtc]?frac|sqrt|boxed|left|right|pi|text\w*|math\w+|cdot|times|infty|"
+                      r"leq?|geq?|neq?|pm|mp|cup|cap|in|approx|circ|sin|cos|tan|log|ln|exp|theta|alpha|beta|begin|"
+                      r"end|quad|[lc]?dots|lt|gt|mbox|operatorname)(?![a-zA-Z]))")
 _GLUE = re.compile(r"(?:\s|\$|\\[\[\]()]|\\q?quad|\\[,;!]|\\text\{\s*(?:and|or|,)?\s*\}|,|;|\band\b|\bor\b)*")
 _JOIN = re.compile(r"\s*(?:,|;|\band\b|\bor\b|\\text\{\s*(?:and|or)\s*\})\s*")
 _SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$\n]+?)\$", re.S)
-_CONCLUDE = re.compile(r"(?:^\s*(?:therefore|thus|so|hence|finally)|\b(?:Therefore|Thus|So|Hence|In conclusion|Finally))\b")
+_CONCLUDE = re.compile(r"(?:^\s*(?:therefore|thus|so|hence|finally)|\b(?:Therefore|Thus|So|Hence|Finally))\b")
 _NUM_WORD = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?\s*%?")
 
 
@@ -135,8 +136,7 @@ def _after_marker(text, start=0):
     if last is None:
         return None
     rest = text[last.end():last.end() + 4 * MAX_ANSWER_CHARS].lstrip(" \t:*").lstrip()
-    rest = rest[1:] if rest[:1] in "\"“'" and rest[:1] else rest  # 'The final answer is "$12$ and $13$".'
-
+    rest = rest[1:] if rest.startswith(('"', "“", "'")) else rest  # 'The final answer is "$12$ and $13$".'
     ans = _span(rest)
     if ans is None:
         ans = re.split(r"[\"”']?\.(?=\s|\*|$)", rest.split("\n", 1)[0], maxsplit=1)[0]
@@ -198,10 +198,9 @@ _DROP = re.compile(r"(?<!\\)\\(?:left|right|displaystyle|[,;:! ]|quad|qquad)|\^\
 _UNITS = re.compile(r"^(.*?\d)\s*(?:[a-zA-Z\u00b2\u00b3]{2,}(?:\^\d)?\.?(?:\s+|$))+$")  # words split only at spaces: no backtracking blow-up
 _UNICODE = str.maketrans({"−": "-", "×": "*", "·": "*", "÷": "/", "π": "\\pi ", "∞": "\\infty ", "≤": "\\le ",
                           "≥": "\\ge ", "≠": "\\ne ", "√": "\\sqrt", "∪": "\\cup ", "€": ""})
-
-
-_TEXT_UNIT = re.compile(r"(?<=[\d}])(?:\s|\\[,;: !])*\\(?:text|mathrm|mbox|textnormal|textbf)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}(?:\^\{?\d\}?)?$")
-_PERIOD = re.compile(r"[,;]?\s*\(?\s*(?:where|for)?\s*[a-z]\s*\\in\s*\\mathbb\s*\{?[ZN]\}?\s*\)?$")  # ', k \in \mathbb{Z}'
+_TEXT_UNIT = re.compile(r"(?<=[\d}])(?:\s|\\[,;: !])*\\(?:text|mathrm|mbox|textnormal|textbf)\s*"
+                        r"\{\s*[a-zA-Z][a-zA-Z .]*\}(?:\^\{?\d\}?)?$")
+_PERIOD = re.compile(r"[,;]?\s*\(?\s*(?:where|for)?\s*[a-z]\s*\\in\s*\\mathbb\s*\{?[ZN]\}?\s*\)?$")  # k \in \mathbb{Z}
 
 
 def _clean(s):
@@ -224,11 +223,9 @@ def _clean(s):
 
 def _approx(s):
     """'x \\approx 11' -> 'x = 11', '\\approx 7.78' -> '7.78', '1/3 \\approx 0.33' -> '1/3' (the exact value)."""
-    head, _, rest = s.partition("\\approx")
-    if not _:
-        return s
+    head, sep, rest = s.partition("\\approx")
     head = head.strip()
-    return rest if not head else f"{head} = {rest}" if re.fullmatch(_NAME, head) else head
+    return s if not sep else rest if not head else f"{head} = {rest}" if re.fullmatch(_NAME, head) else head
 
 
 _NAME = r"(?:[a-zA-Z](?:_\{?\w+\}?)?|[A-Z]{2,3}|\|[A-Z]{1,3}\||[a-zA-Z]\([^()=,]*\)|\\angle\s*[A-Z]{1,3})"
@@ -288,8 +285,8 @@ def _places(s):
 
 
 def _terminating(q):
-    """q = Fraction or sympy Rational that some decimal writes exactly (its denominator is 2^a 5^b)."""
-    d = q.denominator if isinstance(q, Fraction) else int(q.q)
+    """Some decimal writes the Fraction q exactly: its denominator is 2^a 5^b."""
+    d = q.denominator
     for p in (2, 5):
         while d % p == 0:
             d //= p
@@ -299,7 +296,9 @@ def _terminating(q):
 def _near(a, b, places):
     """Exact rationals a, b are the same answer. Integers and exactly-written decimals compare exactly; a
     decimal of 6+ places also stands for a value no decimal writes (1/12 ~ 0.0833333), within its last place."""
-    return a == b or places >= 6 and not (_terminating(a) and _terminating(b)) and abs(a - b) <= Fraction(1, 10 ** places)
+    if a == b or places < 6 or _terminating(a) and _terminating(b):
+        return a == b
+    return abs(a - b) <= Fraction(1, 10 ** places)
 
 
 def _numbers_equal(pred, ref):
@@ -308,7 +307,8 @@ def _numbers_equal(pred, ref):
     if a is None or b is None:
         return None
     n = max(_places(pred), _places(ref))
-    return _near(a, b, n) or (pred.endswith("%") and _near(a / 100, b, n)) or (ref.endswith("%") and _near(a, b / 100, n))
+    return (_near(a, b, n) or pred.endswith("%") and _near(a / 100, b, n)
+            or ref.endswith("%") and _near(a, b / 100, n))
 
 
 _SYNONYMS = [{"yes", "true", "correct"}, {"no", "false", "incorrect"}, {"proved", "proven", "provable"},
@@ -724,8 +724,9 @@ def _kind(v):
 
 
 def _close(a, b):
-    """Rationals: _near. Others: equal to 1e-15 of the larger magnitude in 30-digit arithmetic with unbounded
-    exponents (so 1/2004! != 1/2006!, 1000001 \\sqrt2 != 10^6 \\sqrt2), or within the last place of a rounded decimal."""
+    """Rationals: _near. Others: equal to EXACT_TOL of the larger magnitude in 30-digit arithmetic with
+    unbounded exponents (1/2004! != 1/2006!, 1000001 \\sqrt2 != 10^6 \\sqrt2), or within a rounded decimal's
+    last place."""
     if a.is_Rational and b.is_Rational:
         return _near(Fraction(int(a.p), int(a.q)), Fraction(int(b.p), int(b.q)), _request[0])
     a, b = sp.N(a, 30), sp.N(b, 30)
