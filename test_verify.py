@@ -339,6 +339,8 @@ def test_last_number_fallback_is_opt_in():
 def test_reference_may_be_a_worked_solution_or_number():
     assert verify("#### 5", "2 + 3 = 5\n#### 5")
     assert verify("#### 51", 51.0)
+    assert verify("#### 0.3", 0.1 + 0.2)  # a float's binary noise is not part of the reference
+    assert not verify("#### 1000001", 1000000) and not verify("#### 1000001", 1000000.0)
 
 
 # ---------------------------------------------------------------- time limits (generous margins: < 3 s each)

@@ -339,7 +339,8 @@ def _options(question):
 def verify(completion, reference, question=None, last_number=False, timeout=TIMEOUT_S):
     """True when the completion's final answer equals the reference's. Never raises; False on timeout."""
     if isinstance(reference, (int, float)) and not isinstance(reference, bool):
-        reference = repr(reference)  # SVAMP-style 51.0
+        reference = format(reference, ".15g") if isinstance(reference, float) else repr(reference)  # 51.0; a
+        # float's last digits are binary noise (0.1 + 0.2), and numbers now compare exactly
     pred = extract_answer(completion, last_number=last_number)
     ref = extract_answer(reference) if isinstance(reference, str) else None
     if ref is None and isinstance(reference, str) and len(reference) <= MAX_ANSWER_CHARS:
