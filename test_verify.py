@@ -220,6 +220,7 @@ CASES += [
     ("$(p, q) = (2, 3)$", "(3, 2)", False, "labelled tuple, wrong order"),
     ("$AB = 4, CD = 5$", "4, 5", True, "several labelled values"),
     ("$AB = 4, CD = 6$", "4, 5", False, "several labelled values, one wrong"),
+    ("$AB = 5, CD = 4$", "4, 5", False, "several labelled values keep their order"),
     ("$|AB| = 1$", "1", True, "labelled length"),
     ("$|AB| = 1$", "2", False, "labelled length, wrong value"),
     ("$f(3) = -\\frac{1}{2}$", "-\\frac12", True, "labelled function value"),

@@ -243,12 +243,14 @@ def _top_split(s):
 
 
 def _drop_label(s):
-    """'x = 3' -> '3', 'x = 5+5+1 = 11' -> '11', '(p, q) = (3, 2)' -> '(3, 2)', 'AB = 4, CD = 5' -> '4, 5',
+    """'x = 3' -> '3', 'x = 5+5+1 = 11' -> '11', '(p, q) = (3, 2)' -> '(3, 2)', 'AB = 4, CD = 5' -> '(4, 5)',
     'x \\in [0, 1)' -> '[0, 1)'; unchanged unless its first member is labelled."""
     parts = _top_split(s) if "," in s and len(s) < MAX_ANSWER_CHARS else [s]
-    if not _LABEL.fullmatch(parts[0].strip()):
+    found = [_LABEL.fullmatch(p.strip()) for p in parts]
+    if not found[0]:
         return s
-    return ", ".join((m.group(1) if m else p).strip() for p in parts for m in [_LABEL.fullmatch(p.strip())])
+    values = ", ".join((m.group(1) if m else p).strip() for p, m in zip(parts, found))
+    return f"({values})" if sum(map(bool, found)) > 1 else values  # AB = 4, CD = 5: in that order
 
 
 _FRAC = re.compile(r"(-?)\\frac(?:\{(\d+(?:\.\d+)?)\}\{(\d+(?:\.\d+)?)\}|(\d)(\d))")
@@ -858,4 +860,5 @@ def _same(a, b):
     return _same_scalar(a, b)
 
 if __name__ == "__main__":  # the benchmark command is bench_verify.py
-    _serve() if sys.argv[1:] == ["--serve"] else sys.exit("usage: python verify.py --serve (the sympy worker)")
+    _serve() if sys.argv[1:] == ["--serve"] else sys.exit("verify.py runs only as its sympy worker (--serve); "
+                                                            "the benchmark is python bench_verify.py FILE")
