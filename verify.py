@@ -50,7 +50,7 @@ cooperative deadline that a long C-level sympy call would never check), the call
 stats["timeouts"] counts it. Starting a worker (importing sympy) is not counted; call
 warm_up() first if the first call must also be fast.
 """
-import json, os, re, select, subprocess, sys, threading, time
+import json, os, random, re, select, subprocess, sys, threading, time
 from fractions import Fraction
 
 TIMEOUT_S = 1.0
@@ -719,7 +719,10 @@ def _refuse(why):
 
 # ---------------------------------------------------------------- comparison of parsed values (worker only)
 
-_PROBES = [(0.5377, 1.8339), (2.2588, 0.8622), (0.3188, 1.3077), (3.5784, 2.7694), (1.3499, 3.0349)]
+# 5 probe points, each symbol an unrelated value in each: points on one line in symbol space (the values were
+# a + b k / 7) hide every combination that vanishes along it, such as x - 2y + z
+_rng = random.Random(2508)
+_PROBES = [[round(0.3 + 3.4 * _rng.random(), 4) for _ in range(16)] for _ in range(5)]
 
 
 def _kind(v):
@@ -745,8 +748,8 @@ def _at_probes(exprs):
     """Values of exprs at each probe point where all are finite; symbols set to generic rationals."""
     symbols = sorted(set().union(*(e.free_symbols for e in exprs)), key=str)
     rows = []
-    for a, b in _PROBES:
-        point = {s: sp.Rational(str(a + b * k / 7)) for k, s in enumerate(symbols)}
+    for values in _PROBES:
+        point = {s: sp.Rational(str(values[k % 16] + k // 16)) for k, s in enumerate(symbols)}
         vals = [sp.N(e.subs(point), 30) for e in exprs]
         rows += [vals] if all(_finite(v) for v in vals) else []
     return rows
