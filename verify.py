@@ -173,14 +173,12 @@ def extract_answer(text, last_number=False):
     thought = bool(think and tail.strip())
     text = tail if thought else text  # a reasoning model's answer follows its thinking
     ans, end = _last_boxed(text)
-    later = _after_marker(text, end) if ans is not None else None
-    if later and re.search(r"[\d$\\]", later):  # '\boxed{200} ... The final answer is $10,455$'
+    later = _after_marker(text, end)  # after the last box, or anywhere when there is none
+    if ans is None or later and re.search(r"[\d$\\]", later):  # '\boxed{200} ... The final answer is $10,455$'
         ans = later
-    if ans is None:
-        ans = _after_marker(text)
     lines = text.strip().split("\n")
-    line = lines[-1] if "\\boxed" not in text and (len(lines) == 1 or thought) else ""
-    line = line if len(line) <= MAX_ANSWER_CHARS else ""  # longer is no answer, and not worth a scan
+    alone = "\\boxed" not in text and (len(lines) == 1 or thought) and len(lines[-1]) <= MAX_ANSWER_CHARS
+    line = lines[-1] if alone else ""  # a longer line is no answer, and not worth a scan
     if ans is None and line and not _is_text(line) and not _SPAN.search(line):
         ans = line  # a one-line completion (or last line after thinking) of math alone is its own answer
     if ans is None:
@@ -287,12 +285,8 @@ def _places(s):
 
 
 def _terminating(q):
-    """Some decimal writes the Fraction q exactly: its denominator is 2^a 5^b."""
-    d = q.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
+    """Some decimal writes the Fraction q exactly: its denominator (2^a 5^b) divides a power of 10."""
+    return 10 ** q.denominator.bit_length() % q.denominator == 0
 
 
 def _near(a, b, places):
@@ -730,9 +724,8 @@ def _kind(v):
 
 
 def _close(a, b):
-    """Rationals: _near. Others: equal to EXACT_TOL of the larger magnitude in 30-digit arithmetic with
-    unbounded exponents (1/2004! != 1/2006!, 1000001 \\sqrt2 != 10^6 \\sqrt2), or within a rounded decimal's
-    last place."""
+    """Rationals: _near. Others: within EXACT_TOL of the larger in 30-digit arithmetic with unbounded exponents
+    (1000001 \\sqrt2 != 10^6 \\sqrt2, 1/2004! != 1/2006!), or within a rounded decimal's last place."""
     if a.is_Rational and b.is_Rational:
         return _near(Fraction(int(a.p), int(a.q)), Fraction(int(b.p), int(b.q)), _request[0])
     a, b = sp.N(a, 30), sp.N(b, 30)
