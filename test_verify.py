@@ -293,6 +293,11 @@ CASES += [
     ("\\boxed{B: 15}", "C", False, "letter with its option text, another letter"),
     ("The correct option is (C).", "C", True, "'option is'"),
     ("\\boxed{C}", "(C) 17", True, "letter against a reference letter with text"),
+    ("\\boxed{Option B}", "B", True, "'Option B'"),
+    ("\\boxed{option C}", "B", False, "'option C' is another letter"),
+    ("The answer is: Yes, it is possible.", "Yes", True, "yes opening a sentence (VerifyBench-Hard short answers)"),
+    ("The answer is: No, it is not possible.", "Yes", False, "no opening a sentence"),
+    ("\\boxed{e}", "2.718281828459045", True, "a lone e is Euler's number, not an option letter"),
 ]
 
 # Multiple choice with the question's options (letter vs option text, both directions).

@@ -319,8 +319,8 @@ def _is_text(s):
 
 
 def _choice(s):
-    """('B', '15') for '(B) 15', 'B) 15', 'B.'; ('B', '') for 'B' or '(B)'; None otherwise."""
-    m = re.fullmatch(r"\(([A-E])\)\s*(.*)|([A-E])(?:[.:)]\s*(.*))?", s, re.S)
+    """('B', '15') for '(B) 15', 'B) 15', 'B.'; ('B', '') for 'B', '(B)' or 'Option B'; None otherwise."""
+    m = re.fullmatch(r"(?:[Oo]ption\s*|[Cc]hoice\s*)?(?:\(([A-E])\)\s*(.*)|([A-E])(?:[.:)]\s*(.*))?)", s, re.S)
     return (m.group(1) or m.group(3), (m.group(2) or m.group(4) or "").strip()) if m else None
 
 
@@ -354,7 +354,9 @@ def _equal(pred, ref, options, timeout):
     if cp or cr:  # a letter on one side: compare the other side with the letter's option text
         (letter, text), other = (cr, pred) if cr else (cp, ref)
         return any(_equal(other, t, {}, timeout) for t in (text, options.get(letter)) if t)
-    if any(key(pred) in words and key(ref) in words for words in _SYNONYMS):
+    first = lambda t: re.split(r"[\s,.;:!]", t.strip().lower(), maxsplit=1)[0]  # 'Yes, it is possible.'
+    if any(key(pred) in words and key(ref) in words or first(pred) in words and key(ref) in words
+           or key(pred) in words and first(ref) in words for words in _SYNONYMS):
         return True
     if "=" not in pred or "=" not in ref:  # y = 2x + 1 ~ 2x - y + 1 = 0 is for the sympy path
         pred, ref = _drop_label(pred), _drop_label(ref)
