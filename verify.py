@@ -17,14 +17,14 @@ Equivalence policies (cheapest test first; each row is tested in test_verify.py)
     | policy                  | equal                                 | not equal                        |
     |-------------------------|---------------------------------------|----------------------------------|
     | normalised string       | \\text{Evelyn} ~ evelyn, \\dfrac ~ \\frac | Evelyn ~ Carla                   |
-    | thousands separators    | 1,000 ~ 1000, 14{,}916 ~ 32,\\! 349 ~ 32349 | 32, 349 ~ 32349 (a list)   |
+    | thousands separators    | 1,000 ~ 1000, 14{,}916 ~ 14916, 32,\\! 349 ~ 32349 | 32, 349 ~ 32349 (a list) |
     | decimal comma           | 1,22 ~ 1.22, 0,111 ~ 0.111             | 1,2 ~ 1.2 (a list), 1,222 ~ 1.222 |
     | decoration              | $18 ~ 18, 90^\\circ ~ 90, \\frac12\\text{ m} ~ 0.5 |                          |
     | numbers: exact          | 12.0 ~ 12, 0.5 ~ \\frac12 ~ 1/2         | 1000001 ~ 1000000, 2^{-99} ~ 2^{-98} |
     | rounded decimals        | 0.0833333 ~ \\frac1{12} (6+ places, last place) | 0.33 ~ \\frac13, 3.14 ~ \\pi |
     | percent                 | 28\\% ~ 28, 10\\% ~ 0.1                  | 0.28 ~ 28                        |
     | labelled answers        | x = 3 ~ 3, (p, q) = (3, 2) ~ (3, 2)    | 2x + z = 1 ~ 1; x = 3 ~ y = 3    |
-    |                         | AB = 4, CD = 5 ~ 4, 5; x \\in [0, 1) ~ [0, 1) |                           |
+    |                         | AB = 4, CD = 5 ~ (4, 5); x \\in [0, 1) ~ [0, 1); x \\approx 11 ~ 11 |           |
     | equations               | a=b ~ b=a, 2x=4 ~ x=2 (constant ratio) | 3x-y=0 ~ 3x+4y=0                 |
     | inequalities            | x < 1 ~ -x > -1, x>=5 ~ 5 \\le x       | x < 1 ~ x > -1                   |
     | ... as intervals        | -1 < a < 10 ~ (-1, 10), x > 5 ~ (5, \\infty) | -1 \\le a < 10 ~ (-1, 10)  |
