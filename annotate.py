@@ -1,5 +1,6 @@
-"""The paper's VerifyRM data pipeline: hybrid labels from the rule verifier and an LLM judge, and an
-OpenAI-compatible chat client (for the judge here and the assistant LLM in cooper.py).
+"""VerifyRM's training data, as the paper makes it: hybrid labels from the rule verifier and an LLM judge.
+
+Also the OpenAI-compatible chat client that asks the judge here and the assistant LLM in cooper.py.
 
 A triple (question, reference, completion) is asked of the judge with JUDGE_PROMPT; it is kept, labelled
 with the verdict, only when the judge's Yes/No equals the rule verifier's (`verify.verify`).
@@ -338,7 +339,7 @@ def main(argv=None):
     a.add_argument("file", help="question, reference_answer (or answer), completion; a label is optional")
     a.add_argument("out")
     a.add_argument("--judge", choices=["hf", "openai"], required=True,
-                   help="hf: a local HF chat model folder; openai: an OpenAI-compatible server (vllm serve ...)")
+                   help="hf: a local HF chat model folder; openai: an OpenAI-compatible server (e.g. vLLM's)")
     a.add_argument("--judge-model", required=True, help="hf: the model folder; openai: the served model name")
     a.add_argument("--judge-url", help="openai: the base URL, e.g. http://127.0.0.1:8000/v1")
     a.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="openai: environment variable holding the key")

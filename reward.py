@@ -480,27 +480,27 @@ def main(argv=None):
     t = sub.add_parser("train", help="BCE pre-training on a labelled jsonl/parquet file")
     t.add_argument("file")
     t.add_argument("--model", required=True, help="HF folder: a sequence classifier or a causal LM trunk")
-    t.add_argument("--out", required=True)
-    t.add_argument("--epochs", type=at_least(1), default=3)
-    t.add_argument("--lr", type=above(0.0), default=2e-5)
-    t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--batch-size", type=at_least(1), default=16)
+    t.add_argument("--out", required=True, help="folder the trained VerifyRM is saved to")
+    t.add_argument("--epochs", type=at_least(1), default=3, help="passes over the training rows (paper: 3)")
+    t.add_argument("--lr", type=above(0.0), default=2e-5, help="AdamW learning rate (paper: 2e-5)")
+    t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (paper: 0.01)")
+    t.add_argument("--batch-size", type=at_least(1), default=16, help="rows per optimizer step")
     t.add_argument("--max-length", type=at_least(1), default=1024, help="tokens read per input (its last ones)")
     t.add_argument("--holdout", type=fraction, default=0.1, help="fraction kept aside to report accuracy")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="for the holdout split, the shuffles and a new score head")
     t.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward")
     t.add_argument("--save-dtype", choices=list(DTYPES), default="fp32",
                    help="fp32: the trained master weights; bf16: a rounded export for serving")
     e = sub.add_parser("eval", help="accuracy, precision, recall at a threshold")
     e.add_argument("file")
-    e.add_argument("--model", required=True)
-    e.add_argument("--threshold", type=float, default=0.5)
+    e.add_argument("--model", required=True, help="a VerifyRM folder (1-logit sequence classifier)")
+    e.add_argument("--threshold", type=float, default=0.5, help="reward at or above it counts as 'correct'")
     e.add_argument("--max-length", type=at_least(1), default=1024, help="tokens read per input (its last ones)")
     for cmd in (t, e):
         cmd.add_argument("--dtype", choices=list(DTYPES), default=default_compute_dtype(),
                          help="compute dtype (autocast; weights stay fp32). Default: bf16 on a CUDA device "
                               "that supports it, else fp32")
-        cmd.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+        cmd.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="default: cuda if any")
     args = p.parse_args(argv)
     torch.manual_seed(getattr(args, "seed", 0))   # before the load: a causal-LM trunk's new score head is random
     try:
