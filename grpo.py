@@ -76,7 +76,7 @@ class Rollouts:
                         self.response_mask[rows], texts)
 
 
-def _eos_ids(model, tokenizer) -> list:
+def eos_ids(model, tokenizer) -> list:
     """Every id that ends a response: the tokenizer's EOS plus the generation config's (may be a list)."""
     ids = {tokenizer.eos_token_id}
     cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -145,8 +145,8 @@ def generate_rollouts(model, tokenizer, prompts: list, group_size: int, max_new_
     """
     if group_size < 1 or max_new_tokens < 1:
         raise ValueError(f"grpo.py: group_size={group_size} and max_new_tokens={max_new_tokens} must be >= 1")
-    eos_ids = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    eos = eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation continues from the last column, so prompts end there
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -165,15 +165,24 @@ def generate_rollouts(model, tokenizer, prompts: list, group_size: int, max_new_
         # all prompt tokens but the last go through the cache once per distinct prompt; generate runs the last
         cache = _shared_prefix(model, ids[:, :-1], mask[:, :-1])[0] if width > 1 else None
         out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=max_new_tokens,
-                             eos_token_id=eos_ids, pad_token_id=pad_id, top_k=0, repetition_penalty=1.0, **sampling)
+                             eos_token_id=eos, pad_token_id=pad_id, top_k=0, repetition_penalty=1.0, **sampling)
         chunks.append(out[:, width:])
     model.train(was_training)
     longest = max(c.shape[1] for c in chunks)  # batches stop at different lengths: right-pad to one T
     response_ids = torch.cat([F.pad(c, (0, longest - c.shape[1]), value=pad_id) for c in chunks])
-    response_mask = response_mask_after_eos(response_ids, eos_ids)
+    response_mask = response_mask_after_eos(response_ids, eos)
     response_ids = torch.where(response_mask.bool(), response_ids, pad_id)
     texts = [tokenizer.decode(ids[m.bool()], skip_special_tokens=True) for ids, m in zip(response_ids, response_mask)]
     return Rollouts(prompt_ids, prompt_mask, response_ids, response_mask, texts)
+
+
+def rollouts_from_text(tokenizer, prompts: list[str], responses: list[str]) -> Rollouts:
+    """Tokenise given (prompt, response) texts into the Rollouts layout, each response closed by EOS, so
+    supervised targets (a warm-up, a benchmark's fixed completions) go through the same log-prob code as samples."""
+    p = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    r = tokenizer([t + tokenizer.eos_token for t in responses], return_tensors="pt", padding=True,
+                  padding_side="right", add_special_tokens=False)
+    return Rollouts(p.input_ids, p.attention_mask, r.input_ids, r.attention_mask.float(), list(responses))
 
 
 def response_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, batch_size: int | None = None) -> torch.Tensor:

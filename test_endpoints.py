@@ -226,15 +226,15 @@ def test_no_server_at_all_is_an_error_not_a_crash():
 
 def test_openai_assistant_negatives_are_generated_and_checked(toy):
     _, model, tok = toy
-    args = cooper.parse_args(["--assistant", "openai", "--assistant-model", "toy", "--positive", "first"])
     problems = [(a, b) for a in (3, 7, 12, 15) for b in (4, 9)]
     questions, references = [f"{a}+{b}=?" for a, b in problems], [str(a + b) for a, b in problems]
     texts = [f"{a}+{b}={a + b}\n#### {a + b}" for a, b in problems]   # one correct rollout per prompt (G = 1)
     torch.manual_seed(0)
     with ChatServer(model, tok) as srv:
-        args.assistant_url = srv.url
-        pairs = cooper.make_pairs(questions, references, texts, [True] * len(texts), 1, args,
-                                  [random.Random(i) for i in range(len(questions))])
+        rewrite = cooper.make_assistant(cooper.parse_args(["--assistant", "openai", "--assistant-model", "toy",
+                                                           "--assistant-url", srv.url]))
+        pairs = cooper.make_pairs(questions, references, texts, [True] * len(texts), 1, rewrite,
+                                  [random.Random(i) for i in range(len(questions))], positive="first")
     valid = [m == 1.0 for m in pairs["mask"]]
     assert sum(valid) >= 2, pairs   # the toy policy does write `#### n` rewrites, most with another n
     for i, ok in enumerate(valid):
@@ -244,7 +244,7 @@ def test_openai_assistant_negatives_are_generated_and_checked(toy):
             assert not verify.verify(pairs["negatives"][i], references[i])
     # every request was answered and every answer judged: accepted + rejected == requests
     assert pairs["assistant_failed"] == 0 and sum(valid) + pairs["negatives_rejected"] == srv.requests
-    assert pairs["no_negative"] == len(problems) - sum(valid)
+    assert pairs["no_negative"] == len(problems) - sum(valid) and pairs["requests"]["ok"] == srv.requests
 
 
 @pytest.mark.parametrize("behaviour", ["generate", "refuse"])

@@ -69,15 +69,16 @@ def test_chat_template_is_the_tokenizers_own_and_rollouts_stop_at_im_end(smol):
 
 def test_smollm2_as_the_hf_assistant_writes_negatives_that_are_checked(smol):
     _, model, tok = smol
-    args = cooper.parse_args(["--policy", "p", "--reward-model", "r", "--train", "a", "--test", "b",
-                              "--assistant", "hf", "--max-new-tokens", "24", "--negative-tries", "1"])
+    cfg = cooper.parse_args(["--policy", "p", "--reward-model", "r", "--train", "a", "--test", "b",
+                             "--assistant", "hf", "--assistant-model", "p", "--max-new-tokens", "24"])
     questions = ["Tom has 3 apples and buys 4 more. How many apples does he have?",
                  "A box holds 6 pens. How many pens are in 2 boxes?"]
     positives = ["Tom starts with 3 apples and buys 4 more, so 3 + 4 = 7.\n#### 7",
                  "Each box holds 6 pens, so 2 boxes hold 2 * 6 = 12 pens.\n#### 12"]
     torch.manual_seed(0)
-    pairs = cooper.make_pairs(questions, ["7", "12"], positives, [True, True], 1, args,
-                              [random.Random(0), random.Random(1)], (model, tok))
+    rewrite = lambda q, s, rngs: cooper.assistant_rewrites(q, s, rngs, cfg, (model, tok))
+    pairs = cooper.make_pairs(questions, ["7", "12"], positives, [True, True], 1, rewrite,
+                              [random.Random(0), random.Random(1)], tries=1)
     # one try each: every rewrite was generated (none empty) and either accepted or rejected by the rule
     assert pairs["assistant_failed"] == 0 and sum(pairs["mask"]) + pairs["negatives_rejected"] == 2
     for neg, pos, ref, m in zip(pairs["negatives"], positives, ["7", "12"], pairs["mask"]):
@@ -90,7 +91,9 @@ def test_one_cooper_step_with_smollm2_as_policy_verifyrm_and_assistant(smol, tmp
                 ("What is 5 + 6?", 11), ("What is 2 + 2?", 4), ("A box holds 6 pens. How many pens are in 2 boxes?", 12)]
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"question": q, "answer": f"#### {a}"}) + "\n" for q, a in problems))
-    args = cooper.parse_args(["--policy", str(folder), "--reward-model", str(folder), "--train", str(train),
+    verifyrm = tmp_path / "verifyrm"   # the same trunk with a fresh 1-logit head, as VerifyRM pre-training starts
+    reward.RewardModel.load(str(folder), allow_new_head=True).save(str(verifyrm))
+    args = cooper.parse_args(["--policy", str(folder), "--reward-model", str(verifyrm), "--train", str(train),
                               "--test", str(train), "--reward", "cooper", "--assistant", "hf",
                               "--assistant-model", str(folder), "--steps", "1", "--prompts-per-step", "2",
                               "--group-size", "2", "--max-new-tokens", "32", "--eval-size", "1",

@@ -39,8 +39,8 @@ def test_engine_samples_from_the_updated_weights(tiny):
     tok = data.load_tokenizer(path)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(DEVICE)
     start = copy.deepcopy(policy)
-    llm = distributed.vllm_engine(path, torch.float32, args, world=1)
-    eos = grpo._eos_ids(policy, tok)
+    llm = distributed.vllm_engine(path, torch.float32, args.seed, args.vllm_gpu_memory, DEVICE, world=1)
+    eos = grpo.eos_ids(policy, tok)
     # The first prompt spans several KV-cache blocks (128 tokens on CPU, 16 on GPU): the engine caches
     # them, so a refresh that kept the prefix cache would sample step t+1 from step-t prompt states.
     long_question = "Add the two numbers with care and check the result twice before answering. " * 3 + "13+5=?"
@@ -48,12 +48,13 @@ def test_engine_samples_from_the_updated_weights(tiny):
     seeds = [101, 202]
     assert len(tok(prompts[0]).input_ids) > 256
 
-    r0, engine0 = distributed.vllm_rollouts(llm, tok, prompts, 4, seeds, eos, args, DEVICE)
+    r0, engine0 = distributed.vllm_rollouts(llm, tok, prompts, 4, seeds, eos, args.max_new_tokens, args.temperature, args.top_p, DEVICE)
     mask = r0.response_mask
     own0 = grpo.response_logprobs(policy, r0).detach()
     assert ((engine0 - own0).abs() * mask).max() < 1e-4, "the engine's log-probs are not the policy's"
     # Seeded per prompt: the second prompt's rollouts do not depend on the first being in the batch.
-    alone, _ = distributed.vllm_rollouts(llm, tok, prompts[1:], 4, seeds[1:], eos, args, DEVICE)
+    alone, _ = distributed.vllm_rollouts(llm, tok, prompts[1:], 4, seeds[1:], eos, args.max_new_tokens, args.temperature,
+                                        args.top_p, DEVICE)
     assert alone.texts == r0.texts[4:]
 
     # One real policy update, large enough to move every log-prob, then the refresh.
@@ -61,7 +62,7 @@ def test_engine_samples_from_the_updated_weights(tiny):
     grpo.policy_step(policy, optimizer, r0, torch.tensor([1.0, -1.0, 1.0, -1.0] * 2, device=DEVICE), own0, None, beta=0.0)
     distributed.sync_vllm_weights(llm, policy)
 
-    r1, engine1 = distributed.vllm_rollouts(llm, tok, prompts, 4, seeds, eos, args, DEVICE)
+    r1, engine1 = distributed.vllm_rollouts(llm, tok, prompts, 4, seeds, eos, args.max_new_tokens, args.temperature, args.top_p, DEVICE)
     mask = r1.response_mask
     with torch.no_grad():
         new, old = grpo.response_logprobs(policy, r1), grpo.response_logprobs(start, r1)

@@ -1,0 +1,259 @@
+"""Reading training runs: a table of runs, a one-run report (reward paid vs truth, KL, RM health), and the
+multi-seed summary of `bash run.sh reproduce`. Reads the files a run writes (summary.json, metrics.jsonl,
+config.json); imports no project file and never a model.
+
+    python report.py table runs/default/rule/seed0 runs/default/rm/seed0 runs/default/cooper/seed0
+    python report.py report RUN_DIR [RUN_DIR ...]        report.md + report.png per run
+    python report.py summarize runs/reproduce            results.json, results.md, curves.png
+"""
+import json
+import math
+import os
+import sys
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing a run: config.json, metrics.jsonl (a line a step), samples.jsonl, summary.json (cooper.train)
+
+def json_safe(value):
+    """value with every non-finite float as None: json.dumps would write a bare NaN, which is not JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+class RunLog:
+    """metrics.jsonl, samples.jsonl and (--tensorboard) the event files of rank 0; no-ops on other ranks.
+    On --resume the lines up to the checkpoint's step are kept and the rest (redone now) dropped."""
+
+    def __init__(self, out: str, config: dict, main: bool, first_step: int, tensorboard: bool = False):
+        self.main, self.history, self.board = main, [], None
+        if not main:
+            return
+        dumps = []
+        if first_step > 1:   # one metrics line per step; a samples line cut by a kill has no newline ([:-1])
+            with open(os.path.join(out, "metrics.jsonl")) as f:
+                self.history = [json.loads(line) for line in f.read().splitlines()[:first_step - 1]]
+            with open(os.path.join(out, "samples.jsonl")) as f:
+                dumps = [line for line in f.read().split("\n")[:-1] if json.loads(line)["step"] < first_step]
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(config, f, indent=1)
+        self.metrics = open(os.path.join(out, "metrics.jsonl"), "w")
+        self.metrics.writelines(json.dumps(m) + "\n" for m in self.history)
+        self.samples = open(os.path.join(out, "samples.jsonl"), "w")
+        self.samples.writelines(line + "\n" for line in dumps)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter   # optional: needs the tensorboard package
+            self.board = SummaryWriter(os.path.join(out, "tensorboard"))
+
+    def step(self, m: dict, samples: list[dict]) -> None:
+        if not self.main:
+            return
+        for record in samples:
+            self.samples.write(json.dumps({"step": m["step"], **record}) + "\n")
+        self.samples.flush()
+        self.history.append(m)
+        self.metrics.write(json.dumps(json_safe(m)) + "\n")
+        self.metrics.flush()
+        if self.board is not None:
+            for k, v in m.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.board.add_scalar(k, v, m["step"])
+
+    def close(self) -> None:
+        if self.main:
+            self.samples.close()
+            self.metrics.close()
+            if self.board is not None:
+                self.board.close()
+
+
+def sample_records(questions, references, details, group_size, n_prompts) -> list[dict]:
+    """What the policy wrote and why it was paid, for the first n_prompts prompts of a step: each rollout
+    with its reward, rule verdict and advantage; the positive, and every negative tried with its fate."""
+    out, pairs = [], details["pairs"]
+    for i in range(min(n_prompts, len(questions))):
+        rows = range(i * group_size, (i + 1) * group_size)
+        record = {"question": questions[i], "reference": references[i], "prompt": details["prompts"][i],
+                  "rollouts": [{"text": details["texts"][j], "reward": round(details["rewards"][j], 4),
+                                "correct": details["correct"][j], "advantage": round(details["advantages"][j], 4)}
+                               for j in rows]}
+        if pairs is not None:
+            record["positive_index"] = pairs["positive_index"][i]
+            record["negatives"] = [{"text": neg, "accepted": why is None, "rejected_because": why}
+                                   for neg, why in pairs["attempts"][i]]
+            if pairs["rejected"][i] is not None:
+                record["rejected_negative"] = pairs["rejected"][i]
+        out.append(record)
+    return out
+
+
+def run_summary(mode: str, seed: int, hack_gap: float, history: list[dict], evals: list[tuple[int, float]]) -> dict:
+    """summary.json: start/final/best test accuracy, and reward paid, rule accuracy and KL over the last 10 steps;
+    hacked: reward paid exceeds rule accuracy by more than --hack-gap."""
+    last = history[-10:]
+    mean = lambda key: sum(m[key] for m in last) / len(last)
+    s = {"mode": mode, "seed": seed, "start_acc": evals[0][1], "final_acc": evals[-1][1],
+         "best_acc": max(a for _, a in evals), "final_reward": mean("reward_mean"),
+         "final_rule_acc": mean("rule_acc"), "final_kl": mean("kl")}
+    s["hacked"] = s["final_reward"] - s["final_rule_acc"] > hack_gap
+    return s
+
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading runs: a table, a one-run report (reward paid vs truth, KL, RM health), the multi-seed summary
+
+def read_metrics(run_dir: str) -> list[dict]:
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_summary(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        return json.load(f)
+
+
+def table(run_dirs: list[str]) -> str:
+    """A markdown table of the runs' summary.json files (reward and rule acc: mean of the last 10 steps)."""
+    lines = ["| mode | seed | start acc | final acc | best acc | final reward | final rule acc | final KL | hacked |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for d in run_dirs:
+        s = read_summary(d)
+        lines.append(f"| {s['mode']} | {s['seed']} | {s['start_acc']:.3f} | {s['final_acc']:.3f} | {s['best_acc']:.3f} | "
+                     f"{s['final_reward']:.3f} | {s['final_rule_acc']:.3f} | {s['final_kl']:.4f} | {s['hacked']} |")
+    return "\n".join(lines)
+
+
+def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric, skipping steps where it is absent or null."""
+    pairs = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def plot_report(rows: list[dict], config: dict, run_dir: str) -> None:
+    """report.png: reward paid vs truth, KL, RM loss and accuracy, valid pairs, the monitor's gap."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [("reward paid vs rule-verified accuracy", ["reward_mean", "rule_acc", "test_acc"]),
+              ("KL to the reference policy", ["kl"]), ("reward-model pairwise loss", ["rm_loss"]),
+              ("reward-model balanced accuracy", ["rm_bacc", "rm_bacc_rollouts"]),
+              ("valid pairs per step", ["valid_pairs"]),
+              ("reward paid - rule accuracy", ["hack_gap"])]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for ax, (title, keys) in zip(axes.flat, panels):
+        for key in keys:
+            x, y = series(rows, key)
+            if y:
+                ax.plot(x, y, "o-" if key in ("test_acc", "rm_bacc") else "-", label=key, lw=1.2, ms=3)
+        if title.startswith("reward paid -"):
+            ax.axhline(config["hack_gap"], color="red", ls="--", lw=0.8, label="monitor threshold")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{run_dir}  (--reward {config['reward']}, seed {config['seed']})")
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, "report.png"), dpi=80)
+    plt.close(fig)
+
+
+def report(run_dir: str) -> str:
+    """Write report.md and report.png for one run from its metrics.jsonl; returns the markdown. Without
+    matplotlib (a vLLM environment may lack it) report.md alone, and one line that says so: a run that trained
+    for hours must not fail at its last line for want of a plot."""
+    rows = read_metrics(run_dir)
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    try:
+        plot_report(rows, config, run_dir)
+        picture = ["![report](report.png)", ""]
+    except ImportError as err:
+        print(f"report: {err.name} is not installed, so {run_dir}/report.png was not drawn (pip install matplotlib)",
+              file=sys.stderr)
+        picture = []
+
+    def at(key, which):
+        _, y = series(rows, key)
+        return f"{y[which]:.3f}" if y else "-"
+    keys = ["reward_mean", "rule_acc", "test_acc", "kl", "rm_loss", "rm_bacc", "rm_bacc_rollouts", "valid_pairs"]
+    lines = [f"# Run report: {run_dir}", "", f"`--reward {config['reward']}`, seed {config['seed']}, {len(rows)} steps.", "",
+             "| metric | first | last |", "|---|---|---|"]
+    lines += [f"| {k} | {at(k, 0)} | {at(k, -1)} |" for k in keys]
+    warnings = [r["hack_warning"] for r in rows if r.get("hack_warning")]
+    lines += ["", "## Hacking monitor", ""] + ([f"- WARNING {w}" for w in warnings] or ["No warning."])
+    lines += [""] + picture
+    text = "\n".join(lines)
+    with open(os.path.join(run_dir, "report.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def summarize_reproduction(root: str, modes=("rule", "rm", "cooper")) -> str:
+    """results.json, results.md and curves.png from root/<mode>/seed<k>/ runs (bash run.sh reproduce)."""
+    import statistics
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = ["seed", "start_acc", "final_acc", "best_acc", "final_reward", "final_rule_acc", "final_kl", "hacked"]
+    runs = {m: sorted((os.path.join(root, m, d) for d in os.listdir(os.path.join(root, m))
+                       if os.path.exists(os.path.join(root, m, d, "summary.json"))))
+            for m in modes if os.path.isdir(os.path.join(root, m))}
+    results = {m: [{k: read_summary(d)[k] for k in keys} for d in dirs] for m, dirs in runs.items()}
+    with open(os.path.join(root, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+    def mean_sd(values):
+        return f"{statistics.mean(values):.3f} +- {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
+    lines = ["| mode | seeds | start acc | final acc | best acc | final reward | final rule acc | final KL | hacked |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m, rs in results.items():
+        cells = [mean_sd([float(r[k]) for r in rs]) for k in keys[1:-1]]
+        lines.append(f"| {m} | {len(rs)} | " + " | ".join(cells) + f" | {sum(r['hacked'] for r in rs)}/{len(rs)} |")
+    text = "\n".join(lines)
+    with open(os.path.join(root, "results.md"), "w") as f:
+        f.write(text + "\n")
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), sharey=True, squeeze=False)
+    for ax, (m, dirs) in zip(axes[0], runs.items()):
+        all_rows = [read_metrics(d) for d in dirs]
+        for key, label in (("reward_mean", "reward paid"), ("rule_acc", "rule-verified accuracy (rollouts)"),
+                           ("test_acc", "test accuracy (greedy)")):
+            per_run = [dict(zip(*series(rows, key))) for rows in all_rows]
+            if key == "test_acc":   # the curve starts at the shared start
+                for p, d in zip(per_run, dirs):
+                    p[0] = read_summary(d)["start_acc"]
+            steps = sorted(set.intersection(*(set(p) for p in per_run)))
+            ax.plot(steps, [statistics.mean(p[s] for p in per_run) for s in steps],
+                    "o-" if key == "test_acc" else "-", label=label, ms=3, lw=1.2)
+        ax.set_title(f"--reward {m} (mean of {len(dirs)} seeds)")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(root, "curves.png"), dpi=80)
+    plt.close(fig)
+    return text
+
+
+
+def main(argv: list[str]) -> None:
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command == "table":
+        print(table(rest))
+    elif command == "report":
+        for run_dir in rest:
+            print(report(run_dir))
+    elif command == "summarize" and len(rest) == 1:
+        print(summarize_reproduction(rest[0]))
+    else:
+        raise SystemExit("usage: python report.py table RUN_DIR ... | report RUN_DIR ... | summarize ROOT")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
