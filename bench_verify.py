@@ -10,6 +10,8 @@ read as an expression or LaTeX), and the pairs where the two verifiers disagree 
 """
 import json, sys, time
 
+import annotate
+import reward
 import verify as V
 
 
@@ -30,25 +32,23 @@ def _label(v, where):
 
 
 def load_pairs(path, fmt="fields", completion="completion", reference="reference", label="label", question=None):
-    """[(completion, reference, label, question)] from jsonl. Nested fields as 'a.b'. fmt 'gsm8k-solutions'
-    flattens the 4 labelled solutions per row of gsm8k/example_model_solutions.jsonl (reference: after 'A:')."""
+    """[(completion, reference, label, question)] from a .jsonl/.json/.parquet file (reward.read_rows). Nested
+    fields as 'a.b'. fmt 'gsm8k-solutions': the 4 labelled solutions per row of gsm8k/example_model_solutions.jsonl,
+    read as annotate.convert_gsm8k_solutions reads them (the reference: the last `A:` line of ground_truth)."""
+    try:
+        if fmt == "gsm8k-solutions":
+            return [(r["completion"], r["reference"], bool(r["label"]), None)
+                    for r in annotate.convert_gsm8k_solutions(path)]
+        rows = reward.read_rows(path)
+    except ValueError as e:   # a missing file, a bad row: one line naming it
+        raise SystemExit(f"error: {e}")
     pairs = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line) if line.strip() else None
-            except json.JSONDecodeError as e:
-                raise SystemExit(f"{where}: not valid JSON ({e.msg})")
-            if row is not None and fmt == "gsm8k-solutions":
-                ref = str(_field(row, "ground_truth", where)).rsplit("A:", 1)[-1].strip()
-                pairs += [(str(_field(s, "solution", f"{where} {k}")), ref, _label(_field(s, "is_correct", where), where),
-                           None) for k, s in row.items() if isinstance(s, dict)]
-            elif row is not None:
-                pairs.append((str(_field(row, completion, where)), str(_field(row, reference, where)),
-                              _label(_field(row, label, where), where), question and _field(row, question, where)))
+    for n, row in enumerate(rows, 1):
+        where = f"{path}: row {n}"
+        pairs.append((str(_field(row, completion, where)), str(_field(row, reference, where)),
+                      _label(_field(row, label, where), where), question and _field(row, question, where)))
     if not pairs:
-        raise SystemExit(f"{path}: no rows")
+        raise SystemExit(f"error: {path}: no rows")
     return pairs
 
 

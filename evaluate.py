@@ -55,6 +55,8 @@ def parse_eval_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="the model's dtype for HF sampling; auto: bf16 on a GPU that has it, fp32 otherwise")
     args = p.parse_args(argv)
     args.datasets = []
     for spec in args.data:
@@ -62,17 +64,22 @@ def parse_eval_args(argv: list[str]) -> argparse.Namespace:
         if not (sep and name and path):
             p.error(f"--data expects NAME:FILE, got {spec!r}")
         args.datasets.append((name, path))
-    if args.samples < 1:
-        p.error(f"--samples must be >= 1, got {args.samples}")
+    for flag, value, ok in (("--samples", args.samples, args.samples >= 1), ("--batch-size", args.batch_size,
+                            args.batch_size >= 1), ("--max-new-tokens", args.max_new_tokens, args.max_new_tokens >= 1),
+                            ("--temperature", args.temperature, args.temperature >= 0),
+                            ("--top-p", args.top_p, 0 < args.top_p <= 1)):
+        if not ok:
+            p.error(f"{flag}: {value} is out of range")
+    gpu_bf16 = args.device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    args.torch_dtype = torch.bfloat16 if args.dtype == "bf16" or args.dtype == "auto" and gpu_bf16 else torch.float32
     return args
 
 
 def sample_hf(policy_path: str, prompts: list[str], k: int, args) -> list[list[str]]:
     """k sampled completions per chat-formatted prompt with HF generate (grpo.generate_rollouts)."""
     from tqdm import tqdm
-    from transformers import AutoModelForCausalLM
     tokenizer = data.load_tokenizer(policy_path)
-    model = AutoModelForCausalLM.from_pretrained(policy_path).to(args.device).eval()
+    model = data.load_causal_lm(policy_path, dtype=args.torch_dtype).to(args.device).eval()
     out = []
     for i in tqdm(range(0, len(prompts), args.batch_size), desc=f"sampling {len(prompts)} x {k}"):
         texts = grpo.generate_rollouts(model, tokenizer, prompts[i:i + args.batch_size], k, args.max_new_tokens,
@@ -86,7 +93,7 @@ def sample_vllm(policy_path: str, prompts: list[str], k: int, args) -> list[list
     tokenizer that adds BOS does not get a second one in front of the chat template's."""
     from vllm import LLM, SamplingParams
     tokenizer = data.load_tokenizer(policy_path)
-    llm = LLM(model=policy_path, seed=args.seed)
+    llm = LLM(model=policy_path, seed=args.seed, dtype=str(args.torch_dtype).removeprefix("torch."))
     params = SamplingParams(n=k, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens,
                             seed=args.seed)
     ids = [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts]
@@ -99,14 +106,14 @@ def benchmark_eval(args) -> dict:
     import importlib.util
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    try:
+    try:   # a bad data file or a policy path that is no model: one line naming it
         datasets = [(name, path, data.load_records(path)[:args.limit]) for name, path in args.datasets]
+        tokenizer = data.load_tokenizer(args.policy)
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {err}")
     backend = args.backend
     if backend == "auto":
         backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
-    tokenizer = data.load_tokenizer(args.policy)
     results = {}
     for name, path, records in datasets:
         t0 = time.time()
