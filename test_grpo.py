@@ -1,5 +1,6 @@
 """Tests for grpo.py: hand-computed values for the math, a tiny random Qwen2 for rollouts and log-probs."""
 import math
+import os
 
 import pytest
 import torch
@@ -531,7 +532,11 @@ def _trl_trainer_stub(loss_type, beta, eps_low, eps_high, T, logp):
 @pytest.mark.parametrize("agg", grpo.AGG_MODES)
 def test_parity_with_installed_trl(agg):
     """TRL's own _compute_loss (and its nanstd for advantages) on the fixture tensors, when trl is importable
-    (it lives in its own venv: .venv-trl/bin/python -m pytest test_grpo.py -k installed_trl)."""
+    (it lives in its own venv, which `bash run.sh bench` builds: .venv-trl/bin/python -m pytest test_grpo.py -k
+    installed_trl). COOPER_REQUIRE_TRL=1 (CI) turns the skips into failures, so CI cannot pass without them."""
+    if os.environ.get("COOPER_REQUIRE_TRL") == "1":
+        import trl
+        assert trl.__version__ == "1.16.0", f"formulas pinned to trl 1.16.0, found {trl.__version__}"
     trl = pytest.importorskip("trl")
     if trl.__version__ != "1.16.0":
         pytest.skip(f"formulas pinned to trl 1.16.0, found {trl.__version__}")
