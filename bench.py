@@ -194,8 +194,9 @@ def bench_grpo(args):
                           processing_class=tok, callbacks=[Alternate()])
     trainer.remove_callback(transformers.PrinterCallback)  # its end-of-training metrics dict is not ours to print
     n_params = sum(p.numel() for p in policy.model.parameters())
-    label = {None: "embedded tiny model", "smollm2": f"SmolLM2-135M-Instruct ({SMOLLM2_GGUF} de-quantized)"}.get(
-        args.policy, args.policy + (f" ({args.gguf_file} de-quantized)" if args.gguf_file else ""))
+    label = ("embedded tiny model" if args.policy is None else
+             f"SmolLM2-135M-Instruct ({SMOLLM2_GGUF} de-quantized)" if args.policy == "smollm2" else
+             args.policy + (f" ({args.gguf_file} de-quantized)" if args.gguf_file else ""))
     print(f"bench grpo: {label} "
           f"({n_params / 1e6:.1f}M parameters), {args.steps} timed steps each (+1 warm-up), {B} prompts x G={G}, "
           f"{T} new tokens, beta={args.beta}, lr={args.lr}, token-mean loss, {args.dtype}, device={device}, "
