@@ -353,7 +353,7 @@ def _byte_symbols() -> list[str]:
 def make_char_tokenizer() -> "transformers.Qwen2Tokenizer":
     """A character-level tokenizer that survives AutoTokenizer.
 
-    The pitfall (TOY.md): for a folder whose config.json says model_type qwen2, transformers 5.x
+    The pitfall: for a folder whose config.json says model_type qwen2, transformers 5.x
     AutoTokenizer builds a Qwen2Tokenizer whatever tokenizer_config.json names (qwen2 is in its
     MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS list), i.e. a byte-level BPE; a WordLevel vocabulary of plain
     characters then loses every space and newline. So the tiny tokenizer *is* a Qwen2Tokenizer: byte-level
@@ -420,7 +420,7 @@ def load_tokenizer(path: str, gguf_file: str | None = None):
     the model has none). gguf_file: read the tokenizer from that GGUF file in the folder instead.
 
     Raises one ValueError naming the path when the path does not exist, is not a folder with a tokenizer,
-    or holds a tokenizer that does not give back the text it encoded (the TOY.md pitfall: spaces and
+    or holds a tokenizer that does not give back the text it encoded (the pitfall of make_char_tokenizer: spaces and
     newlines silently dropped), instead of a traceback or a run trained on mangled text.
     """
     from transformers import AutoTokenizer

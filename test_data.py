@@ -102,7 +102,7 @@ def test_load_tokenizer_settings(tiny):
 
 def test_load_tokenizer_refuses_the_pitfall(tiny, tmp_path):
     """A WordLevel character vocabulary next to a qwen2 config.json comes back as a Qwen2Tokenizer that
-    drops spaces and newlines (TOY.md): load_tokenizer must refuse it."""
+    drops spaces and newlines: load_tokenizer must refuse it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     vocab = {c: i for i, c in enumerate(["<unk>", "<eos>", *map(chr, range(32, 127)), "\n"])}
