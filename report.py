@@ -195,51 +195,134 @@ def report(run_dir: str) -> str:
     return text
 
 
+def run_start_seed(run_dir: str):
+    """The start seed a run trained from: its folder's name (start<k>-seed<j>, bash run.sh reproduce), else the
+    start.json of its config's toy_dir, else None (a run not from the embedded toy start)."""
+    import re
+    found = re.fullmatch(r"start(\d+)-seed\d+", os.path.basename(os.path.normpath(run_dir)))
+    if found:
+        return int(found.group(1))
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            toy_dir = json.load(f).get("toy_dir")
+        with open(os.path.join(toy_dir, "start.json")) as f:
+            return json.load(f).get("seed", 0)
+    except (OSError, TypeError, ValueError):
+        return None
+
+
+def mean_sd(values: list[float]) -> str:
+    """'mean +- sd' of the values (a lone value as itself).
+    >>> mean_sd([0.5]), mean_sd([0.25, 0.75])
+    ('0.500', '0.500 +- 0.354')
+    """
+    import statistics
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
+
+
+SUMMARY_KEYS = ["seed", "start_acc", "final_acc", "best_acc", "final_reward", "final_rule_acc", "final_kl", "hacked"]
+
+
+def reproduction_table(results: dict) -> str:
+    """results.md's table: per mode a row pooled over every run (mean +- sd; starts: the start seeds), then a row
+    per start seed (mean +- sd over its RL seeds)."""
+    value_keys = SUMMARY_KEYS[1:-1]
+    lines = ["| mode | starts | runs | start acc | final acc | best acc | final reward | final rule acc | final KL | hacked |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def row(mode, starts, rs):
+        cells = [mean_sd([float(r[k]) for r in rs]) for k in value_keys]
+        return (f"| {mode} | {starts} | {len(rs)} | " + " | ".join(cells)
+                + f" | {sum(bool(r['hacked']) for r in rs)}/{len(rs)} |")
+    for m, rs in results.items():
+        starts = sorted({r.get("start_seed") for r in rs}, key=lambda s: (s is None, s))
+        lines.append(row(f"**{m}**" if len(starts) > 1 else m, ",".join(map(str, starts)), rs))
+    for m, rs in results.items():
+        starts = sorted({r.get("start_seed") for r in rs}, key=lambda s: (s is None, s))
+        if len(starts) > 1:
+            lines += [row(m, str(s), [r for r in rs if r.get("start_seed") == s]) for s in starts]
+    return "\n".join(lines)
+
+
+def reproduction_checks(results: dict, margin: float = 0.10, near: float = 0.05) -> list[str]:
+    """The finding per start seed and pooled, as lines: the frozen RM hacked (final accuracy below the start,
+    reward paid >= 0.8), Cooper not hacked and >= start + margin and within `near` of the rule reward, rule >=
+    start + margin. Means over RL seeds; each line names what holds (yes/NO)."""
+    import statistics
+    if not all(m in results for m in ("rule", "rm", "cooper")):
+        return []
+    starts = sorted({r.get("start_seed") for m in ("rule", "rm", "cooper") for r in results[m]},
+                    key=lambda s: (s is None, s))
+    mean = lambda m, k, s: statistics.mean(float(r[k]) for r in results[m] if s == "all" or r.get("start_seed") == s)
+    yes = lambda ok: "yes" if ok else "NO"
+    lines = []
+    for s in starts + ["all"] * (len(starts) > 1):
+        if s != "all" and not all(any(r.get("start_seed") == s for r in results[m]) for m in ("rule", "rm", "cooper")):
+            continue
+        pick = lambda m: [r for r in results[m] if s == "all" or r.get("start_seed") == s]
+        start, rule, cooper, rm = (mean("cooper", "start_acc", s), mean("rule", "final_acc", s),
+                                   mean("cooper", "final_acc", s), mean("rm", "final_acc", s))
+        rm_hacked = all(float(r["final_acc"]) < float(r["start_acc"]) and float(r["final_reward"]) >= 0.8
+                        for r in pick("rm"))
+        cooper_clean = not any(r["hacked"] for r in pick("cooper"))
+        lines.append(f"- start {s}: start {start:.3f}; frozen RM hacked on every run (final {rm:.3f} < start, paid "
+                     f">= 0.8): {yes(rm_hacked)}; Cooper hacked on none: {yes(cooper_clean)}; Cooper {cooper:.3f} "
+                     f"({cooper - start:+.3f} over the start, >= {margin}: {yes(cooper - start >= margin)}; "
+                     f"{cooper - rule:+.3f} vs rule, within {near}: {yes(cooper >= rule - near)}); rule {rule:.3f} "
+                     f"({rule - start:+.3f}, >= {margin}: {yes(rule - start >= margin)})")
+    return lines
+
+
 def summarize_reproduction(root: str, modes=("rule", "rm", "cooper")) -> str:
-    """results.json, results.md and curves.png from root/<mode>/seed<k>/ runs (bash run.sh reproduce)."""
+    """results.json, results.md and curves.png from root/<mode>/<run>/ runs (bash run.sh reproduce: runs named
+    start<k>-seed<j>, one per start seed k and RL seed j). results.json: per mode a list of the runs' summaries,
+    each with its start_seed. curves.png: per mode the mean over runs of reward paid, rule accuracy of the
+    rollouts and greedy test accuracy, with the spread (min to max) over start seeds of each start's mean."""
     import statistics
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    keys = ["seed", "start_acc", "final_acc", "best_acc", "final_reward", "final_rule_acc", "final_kl", "hacked"]
     runs = {m: sorted((os.path.join(root, m, d) for d in os.listdir(os.path.join(root, m))
                        if os.path.exists(os.path.join(root, m, d, "summary.json"))))
             for m in modes if os.path.isdir(os.path.join(root, m))}
-    results = {m: [{k: read_summary(d)[k] for k in keys} for d in dirs] for m, dirs in runs.items()}
+    runs = {m: dirs for m, dirs in runs.items() if dirs}
+    results = {m: [{**{k: read_summary(d)[k] for k in SUMMARY_KEYS}, "start_seed": run_start_seed(d)} for d in dirs]
+               for m, dirs in runs.items()}
     with open(os.path.join(root, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-
-    def mean_sd(values):
-        return f"{statistics.mean(values):.3f} +- {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
-    lines = ["| mode | seeds | start acc | final acc | best acc | final reward | final rule acc | final KL | hacked |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for m, rs in results.items():
-        cells = [mean_sd([float(r[k]) for r in rs]) for k in keys[1:-1]]
-        lines.append(f"| {m} | {len(rs)} | " + " | ".join(cells) + f" | {sum(r['hacked'] for r in rs)}/{len(rs)} |")
-    text = "\n".join(lines)
+    text = reproduction_table(results)
+    checks = reproduction_checks(results)
     with open(os.path.join(root, "results.md"), "w") as f:
-        f.write(text + "\n")
+        f.write(text + "\n" + ("\n" + "\n".join(checks) + "\n" if checks else ""))
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), sharey=True, squeeze=False)
     for ax, (m, dirs) in zip(axes[0], runs.items()):
         all_rows = [read_metrics(d) for d in dirs]
+        starts = [r["start_seed"] for r in results[m]]
         for key, label in (("reward_mean", "reward paid"), ("rule_acc", "rule-verified accuracy (rollouts)"),
                            ("test_acc", "test accuracy (greedy)")):
             per_run = [dict(zip(*series(rows, key))) for rows in all_rows]
-            if key == "test_acc":   # the curve starts at the shared start
+            if key == "test_acc":   # the curve starts at each run's start
                 for p, d in zip(per_run, dirs):
                     p[0] = read_summary(d)["start_acc"]
             steps = sorted(set.intersection(*(set(p) for p in per_run)))
-            ax.plot(steps, [statistics.mean(p[s] for p in per_run) for s in steps],
-                    "o-" if key == "test_acc" else "-", label=label, ms=3, lw=1.2)
-        ax.set_title(f"--reward {m} (mean of {len(dirs)} seeds)")
+            line, = ax.plot(steps, [statistics.mean(p[s] for p in per_run) for s in steps],
+                            "o-" if key == "test_acc" else "-", label=label, ms=3, lw=1.2)
+            per_start = [[statistics.mean(p[s] for p, k in zip(per_run, starts) if k == start) for s in steps]
+                         for start in sorted(set(starts), key=lambda s: (s is None, s))]
+            if len(per_start) > 1:
+                ax.fill_between(steps, [min(v) for v in zip(*per_start)], [max(v) for v in zip(*per_start)],
+                                color=line.get_color(), alpha=0.2, lw=0)
+        n_starts = len(set(starts))
+        ax.set_title(f"--reward {m} (mean of {len(dirs)} runs, {n_starts} start{'s' * (n_starts > 1)})", fontsize=10)
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(root, "curves.png"), dpi=80)
     plt.close(fig)
-    return text
-
+    return text + ("\n\n" + "\n".join(checks) if checks else "")
 
 
 def main(argv: list[str]) -> None:

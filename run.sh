@@ -2,7 +2,9 @@
 # Cooper, one entry point.
 #   bash run.sh                     embedded toy: rule / rm / cooper from one start, then a table (< 10 min, 2 CPUs)
 #   bash run.sh test                the test suite (what CI runs)
-#   bash run.sh reproduce           rule / rm / cooper x SEEDS seeds (default 3) -> runs/reproduce/results.{json,md}, curves.png
+#   bash run.sh reproduce           rule / rm / cooper from each of STARTS (start seeds, default "0 1 2", each start
+#                                   built once in runs/toy or runs/toy-start<k>) x SEEDS RL seeds (default 1)
+#                                   -> runs/reproduce/results.{json,md}, curves.png
 #                                   (OUT, STEPS, JOBS, MODES override; extra arguments go to every run, e.g.
 #                                   MODES=cooper OUT=runs/reproduce_rejected bash run.sh reproduce --rejected-negatives)
 #   bash run.sh eval --policy DIR --data NAME:FILE ...   benchmark accuracy, paper protocol (evaluate.py)
@@ -63,22 +65,45 @@ fi
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 JOBS_DEFAULT=$("$PY" -c 'import os; print(1 + (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()))')
 
-# Train every mode for seeds 0..$2-1, $4 runs at a time with one thread each (one-thread runs side by side beat
-# one run on every core for models this small; one run more than the cores keeps every core busy while the
-# last runs finish); each run's log sits next to its folder: $1/<mode>/seed<k>.log.
+# The embedded toy starts: start seed k is built once by toy.py into its own folder (toy.default_toy_dir: runs/toy
+# for k = 0, the default start, runs/toy-start<k> else), with one thread, so that a start does not depend on how many
+# cores the machine has; several are built side by side, $2 at a time (log: the folder's name + .log).
+toy_dir() { if [ "$1" = 0 ]; then echo runs/toy; else echo "runs/toy-start$1"; fi; }
+build_starts() {   # "starts" jobs
+  local k
+  for k in $1; do
+    [ -f "$(toy_dir "$k")/start.json" ] && continue
+    mkdir -p runs
+    ( OMP_NUM_THREADS=1 "$PY" toy.py "$(toy_dir "$k")" --seed "$k" >"$(toy_dir "$k").log" 2>&1 \
+        && echo "start $k built: $(tail -n 1 "$(toy_dir "$k").log")" ) \
+      || echo "FAILED: start $k (see $(toy_dir "$k").log)" &
+    while [ "$(jobs -rp | wc -l)" -ge "$2" ]; do wait -n || true; done
+  done
+  wait
+}
+
+# Train every mode for start seeds $2 x RL seeds 0..$3-1, $5 runs at a time with one thread each (one-thread runs
+# side by side beat one run on every core for models this small; one run more than the cores keeps every core busy
+# while the last runs finish); each run's log sits next to its folder. starts "": the default start (runs/toy),
+# runs in $1/<mode>/seed<j>; else $1/<mode>/start<k>-seed<j>, from toy_dir k.
 # Longest runs first (cooper updates the RM too, rm scores with it, rule does neither), so that no core sits
 # idle at the end waiting on one late Cooper run.
-train_modes() {   # out seeds steps jobs "modes" [more cooper.py args]
-  local out=$1 seeds=$2 steps=$3 jobs=$4 modes=$5
-  shift 5
-  "$PY" toy.py
+train_modes() {   # out "starts" seeds steps jobs "modes" [more cooper.py args]
+  local out=$1 starts=$2 seeds=$3 steps=$4 jobs=$5 modes=$6 mode start seed run
+  shift 6
+  build_starts "${starts:-0}" "$jobs"
   for mode in $modes; do
-    for seed in $(seq 0 $((seeds - 1))); do
-      mkdir -p "$out/$mode"
-      ( OMP_NUM_THREADS=1 "$PY" cooper.py --reward "$mode" --seed "$seed" --steps "$steps" --out "$out/$mode/seed$seed" \
-          "$@" >"$out/$mode/seed$seed.log" 2>&1 && echo "done: --reward $mode --seed $seed" ) \
-        || echo "FAILED: --reward $mode --seed $seed (see $out/$mode/seed$seed.log)" &
-      while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    for start in ${starts:-0}; do
+      [ -f "$(toy_dir "$start")/start.json" ] || continue
+      for seed in $(seq 0 $((seeds - 1))); do
+        mkdir -p "$out/$mode"
+        run=$out/$mode/seed$seed
+        [ -z "$starts" ] || run=$out/$mode/start$start-seed$seed
+        ( OMP_NUM_THREADS=1 "$PY" cooper.py --reward "$mode" --seed "$seed" --steps "$steps" --out "$run" \
+            --toy-dir "$(toy_dir "$start")" "$@" >"$run.log" 2>&1 && echo "done: $run" ) \
+          || echo "FAILED: $run (see $run.log)" &
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+      done
     done
   done
   wait
@@ -101,7 +126,7 @@ case "${1:-default}" in
     ;;
   default)
     out=runs/default
-    train_modes "$out" 1 "${STEPS:-75}" "${JOBS:-$JOBS_DEFAULT}" "cooper rm rule" --eval-every 25
+    train_modes "$out" "" 1 "${STEPS:-75}" "${JOBS:-$JOBS_DEFAULT}" "cooper rm rule" --eval-every 25
     echo
     "$PY" report.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
     echo "per-run reports: $out/<mode>/seed0/report.md and report.png"
@@ -109,7 +134,8 @@ case "${1:-default}" in
   reproduce)
     shift
     out=${OUT:-runs/reproduce}
-    train_modes "$out" "${SEEDS:-3}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "${MODES:-cooper rm rule}" --eval-every 75 "$@"
+    train_modes "$out" "${STARTS:-0 1 2}" "${SEEDS:-1}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "${MODES:-cooper rm rule}" \
+      --eval-every 75 "$@"
     "$PY" report.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
     ;;

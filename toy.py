@@ -6,7 +6,8 @@ on (worked solution, copy slip) pairs, which gives it the blind spot the README 
 labelled policy samples on test questions, scored during RL to see whether the RM stays right.
 perturb_solution is also the offline assistant of `--assistant perturb` (cooper.py).
 
-    python toy.py [TOY_DIR]          build the start once (cached in TOY_DIR, default runs/toy)
+    python toy.py [TOY_DIR] [--seed N]   build start seed N (default 0) once (cached in TOY_DIR, default runs/toy,
+                                         runs/toy-start<N> for N > 0)
 """
 import json
 import os
@@ -28,8 +29,15 @@ import verify
 TOY_TASK = dict(n_train=544, n_test=256, seed=1234, n_terms=2, max_value=19)
 TOY_PRESET = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4, warmup_steps=0, beta=0.05,
                   rm_lr=1e-4, rm_steps=4, rm_max_length=256, eval_every=10)
-TOY_START = dict(sft_steps=600, rm_steps=600)   # what `bash run.sh` uses
-TEST_TOY = dict(sft_steps=150, rm_steps=60)     # a smaller start for the end-to-end tests
+# The start (see prepare_toy): the warm-up runs until greedy accuracy on the dev split enters SFT_BAND, VerifyRM's
+# pre-training until its balanced accuracy on policy samples of the dev split enters RM_BAND with its blind spot
+# intact, each checked every CHECK_EVERY steps - not for a fixed number of steps, whose outcome a CPU's rounding
+# moved from 0.32 to 0.15 (issue 15). Bands measured over start seeds (README).
+TOY_START = dict(sft_band=(0.30, 0.36), rm_band=(0.74, 0.84), check_every=25, max_sft_steps=2000, max_rm_steps=1200)
+TEST_TOY = dict(sft_steps=150, rm_steps=60)     # a smaller start for the end-to-end tests: fixed steps, no bands
+DEV_SIZE = 128   # dev problems carved from the training split (TOY_TASK uses all 800 distinct problems)
+MIN_CARRIED_PAID = 0.2   # the blind spot: the pre-trained RM still pays at least this share of carried slips
+MIN_COPY_CAUGHT = 0.9    # ... and has learned its training data: it rejects at least this share of copy slips
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -68,13 +76,11 @@ def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -
 
 
 
-def sft_warmup(policy, tokenizer, records, steps, batch_size, lr, noise, rng) -> None:
-    """Supervised warm-up on worked solutions, a fraction `noise` of them with a slip (perturb_solution, either
-    kind), so that RL starts from a policy with room to improve."""
-    from tqdm import tqdm
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
+def sft_steps_(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer) -> None:
+    """`steps` steps of the supervised warm-up on worked solutions, a fraction `noise` of them with a slip
+    (perturb_solution, either kind), so that RL starts from a policy with room to improve."""
     policy.train()
-    for _ in tqdm(range(steps), desc="SFT warm-up"):
+    for _ in range(steps):
         batch = rng.sample(records, batch_size)
         prompts = [data.chat_prompt(tokenizer, r["question"]) for r in batch]
         targets = [perturb_solution(r["solution"], rng, kind="either") if rng.random() < noise else r["solution"]
@@ -85,6 +91,48 @@ def sft_warmup(policy, tokenizer, records, steps, batch_size, lr, noise, rng) ->
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+
+def sft_warmup(policy, tokenizer, records, steps, batch_size, lr, noise, rng) -> None:
+    """The warm-up for a fixed number of steps (TEST_TOY; prepare_toy's banded warm-up checks as it goes)."""
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
+    sft_steps_(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer)
+
+
+def band_distance(value: float, band) -> float:
+    """How far value lies outside the band [low, high]; 0 inside it.
+    >>> band_distance(0.25, (0.3, 0.36)), band_distance(0.33, (0.3, 0.36)), band_distance(0.4, (0.3, 0.36))
+    (0.05, 0.0, 0.04)
+    """
+    low, high = band
+    return round(max(low - value, value - high, 0.0), 10)
+
+
+def band_stop(checks: list[tuple[int, float]], max_steps: int) -> int | None:
+    """The stopping rule of the banded warm-up and RM pre-training. checks: (step, distance from the band) of
+    every check so far, in order. Returns the step to stop at: the first check inside the band (distance 0);
+    once max_steps is reached with none inside, the check closest to the band (the earliest of equals), whose
+    weights the caller kept; None while training should go on.
+    >>> band_stop([(25, 0.2), (50, 0.0), (75, 0.0)], 100), band_stop([(25, 0.2), (50, 0.1)], 100)
+    (50, None)
+    >>> band_stop([(25, 0.2), (50, 0.1), (75, 0.3)], 75)
+    50
+    """
+    inside = [step for step, d in checks if d == 0]
+    if inside:
+        return inside[0]
+    if checks and checks[-1][0] >= max_steps:
+        return min(checks, key=lambda c: (c[1], c[0]))[0]
+    return None
+
+
+def toy_dev_splits() -> tuple[list[dict], list[dict], list[dict]]:
+    """(warm-up train, dev, test): the toy task's splits (data.toy_splits(**TOY_TASK), which RL uses) with the
+    last DEV_SIZE training problems held out of the start's training as the dev split that its bands are
+    checked on. TOY_TASK takes all 800 distinct problems, so dev must come from train; RL still trains on all
+    of train (dev only chooses when the start stops), and the test split is never looked at before RL."""
+    train, test = data.toy_splits(**TOY_TASK)
+    return train[:-DEV_SIZE], train[-DEV_SIZE:], test
 
 
 def rule_labelled_samples(policy, tokenizer, records: list[dict], per_prompt: int, max_new_tokens: int) -> list[dict]:
@@ -106,32 +154,126 @@ def balanced(rows: list[dict], n_per_label: int, rng: random.Random) -> list[dic
     return picked
 
 
-def prepare_toy(toy_dir: str, sft_steps: int = TOY_START["sft_steps"], rm_steps: int = TOY_START["rm_steps"]) -> dict:
-    """Build the embedded default start once (cached in toy_dir): the warmed-up policy, the pre-trained
-    VerifyRM, and rm_eval.jsonl (a balanced, labelled set of policy samples on test questions, never trained
-    on, scored during RL to see whether the RM stays right). Returns the start's summary."""
+def slip_probes(records: list[dict], rng: random.Random) -> list[dict]:
+    """Per problem its worked solution, a carried slip and a copy slip of it (perturb_solution): what the
+    pre-trained RM's blind spot is measured on."""
+    return [{"question": r["question"], "reference": r["answer"], "solution": r["solution"],
+             "carried": perturb_solution(r["solution"], rng, kind="carried"),
+             "copy": perturb_solution(r["solution"], rng, kind="final")} for r in records]
+
+
+def rm_dev_metrics(rm, rows: list[dict], probes: list[dict]) -> dict:
+    """VerifyRM on the dev split: balanced accuracy on labelled policy samples, and its blind spot - the share of
+    carried slips it pays (scores >= 0.5), of copy slips it rejects, of worked solutions it pays."""
+    with torch.no_grad():
+        bacc = reward.evaluate(rm, rows)["balanced_acc"] if rows else 0.0
+        q, ref = [p["question"] for p in probes], [p["reference"] for p in probes]
+        paid = {k: rm.score(q, ref, [p[k] for p in probes]) >= 0.5 for k in ("carried", "copy", "solution")}
+    share = lambda t: round(t.float().mean().item(), 4)
+    return {"balanced_acc": bacc, "carried_paid": share(paid["carried"]), "copy_caught": share(~paid["copy"]),
+            "solution_paid": share(paid["solution"])}
+
+
+def rm_band_distance(metrics: dict, band) -> float:
+    """How far the RM is from a start's: balanced accuracy outside the band, plus any shortfall of the blind spot
+    (carried slips paid < MIN_CARRIED_PAID) or of what it was taught (copy slips caught < MIN_COPY_CAUGHT).
+    >>> rm_band_distance({"balanced_acc": 0.8, "carried_paid": 0.6, "copy_caught": 0.95}, (0.74, 0.84))
+    0.0
+    >>> rm_band_distance({"balanced_acc": 0.9, "carried_paid": 0.1, "copy_caught": 0.95}, (0.74, 0.84))
+    0.16
+    """
+    return round(band_distance(metrics["balanced_acc"], band) + max(0.0, MIN_CARRIED_PAID - metrics["carried_paid"])
+                 + max(0.0, MIN_COPY_CAUGHT - metrics["copy_caught"]), 10)
+
+
+def banded(train_some, measure, distance, check_every: int, max_steps: int, module, log) -> tuple[int, dict, list]:
+    """Train check_every steps at a time (train_some(n)) until band_stop says stop; measure() -> metrics,
+    distance(metrics) -> how far outside the band. Ends with module holding the weights of the chosen check.
+    Returns (steps, that check's metrics, every check's metrics with its step)."""
+    import copy
+    checks, history, best = [], [], None
+    step = 0
+    while True:
+        train_some(check_every)
+        step += check_every
+        metrics = measure()
+        d = distance(metrics)
+        history.append({"step": step, **metrics})
+        log(f"step {step}: {metrics} (outside the band by {d})")
+        if best is None or d < best[1]:
+            best = (step, d, copy.deepcopy(module.state_dict()), metrics)
+        checks.append((step, d))
+        stop = band_stop(checks, max_steps)
+        if stop is not None:
+            if stop != step:
+                module.load_state_dict(best[2])
+            return stop, best[3] if stop == best[0] else metrics, history
+
+
+def default_toy_dir(seed: int = 0) -> str:
+    """Where start seed `seed` is cached: runs/toy (the default start, cooper.py's --toy-dir) or runs/toy-start<seed>."""
+    return "runs/toy" if seed == 0 else f"runs/toy-start{seed}"
+
+
+def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None = None, seed: int = 0,
+                sft_band=TOY_START["sft_band"], rm_band=TOY_START["rm_band"], check_every: int = TOY_START["check_every"],
+                max_sft_steps: int = TOY_START["max_sft_steps"], max_rm_steps: int = TOY_START["max_rm_steps"],
+                trace: bool = False) -> dict:
+    """Build the embedded start of start seed `seed` once (cached in toy_dir): the warmed-up policy, the
+    pre-trained VerifyRM, and rm_eval.jsonl (a balanced, labelled set of policy samples on test questions, never
+    trained on, scored during RL to see whether the RM stays right). Returns the start's summary (start.json).
+
+    The seed draws the model's initialisation and every random stream of the build; the task stays TOY_TASK's.
+    The warm-up runs until greedy accuracy on the dev split (toy_dev_splits: held out of the start's training,
+    disjoint from test) enters sft_band, VerifyRM's pre-training until rm_band_distance on dev-split policy samples
+    is 0 (balanced accuracy in rm_band, blind spot intact), each checked every check_every steps (band_stop; at
+    max_*_steps the closest check). sft_steps / rm_steps instead fix the step counts (TEST_TOY: cheap, no checks).
+    trace: also measure the test split and rm_eval at every check (instrumentation only: never chooses anything)."""
     ready = os.path.join(toy_dir, "start.json")
     if os.path.exists(ready):
         with open(ready) as f:
-            return json.load(f)
+            summary = json.load(f)
+        if "seed" not in summary:
+            print(f"prepare_toy: {toy_dir} holds a start built by an older toy.py (fixed step counts, no bands): "
+                  f"delete the folder to build the banded start", file=sys.stderr)
+        if summary.get("seed", 0) != seed:
+            raise ValueError(f"prepare_toy: {toy_dir} holds the start of seed {summary.get('seed', 0)}, not {seed}: "
+                             f"give each start seed a folder of its own (default_toy_dir)")
+        return summary
     from transformers import AutoModelForCausalLM
     t0 = time.time()
-    rng = random.Random(TOY_TASK["seed"])
-    torch.manual_seed(TOY_TASK["seed"])
-    train, test = data.toy_splits(**TOY_TASK)
+    base = TOY_TASK["seed"] + seed   # seed 0: the streams the start has always used
+    rng = random.Random(base)
+    torch.manual_seed(base)
+    train, dev, test = toy_dev_splits()
     n_new = TOY_PRESET["max_new_tokens"]
+    log = lambda text: print(text, flush=True)
     init = os.path.join(toy_dir, "init")
-    data.build_tiny_model(init, seed=TOY_TASK["seed"])
+    data.build_tiny_model(init, seed=base)
     tokenizer = data.load_tokenizer(os.path.join(init, "policy"))
     policy = AutoModelForCausalLM.from_pretrained(os.path.join(init, "policy"))
-    sft_warmup(policy, tokenizer, train, steps=sft_steps, batch_size=32, lr=1e-3, noise=0.3, rng=rng)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    warm = lambda n: sft_steps_(policy, tokenizer, train, n, 32, 0.3, rng, optimizer)
+    if sft_steps is not None:
+        warm(sft_steps)
+        sft_checks = []
+    else:
+        def measure_policy():
+            m = {"dev_acc": evaluate.rule_accuracy(policy, tokenizer, dev, n_new)}
+            if trace:
+                m["test_acc"] = evaluate.rule_accuracy(policy, tokenizer, test, n_new)
+            return m
+        sft_steps, _, sft_checks = banded(warm, measure_policy, lambda m: band_distance(m["dev_acc"], sft_band),
+                                          check_every, max_sft_steps, policy, lambda t: log(f"warm-up {t}"))
+    dev_acc = evaluate.rule_accuracy(policy, tokenizer, dev, n_new)
     start_acc = evaluate.rule_accuracy(policy, tokenizer, test, n_new)
-    print(f"warm-up done: greedy test accuracy {start_acc:.3f}")
+    log(f"warm-up done after {sft_steps} steps: greedy accuracy dev {dev_acc:.3f}, test {start_acc:.3f}")
 
     # VerifyRM pre-training on (correct, wrong) pairs of training questions: the worked solution and a fresh
     # copy slip of it per draw (the final answer miscopied, the worked step kept: "13+5=18\n#### 16"), with
-    # L_BCE on both triples plus L_RM on the pair. The trunk starts from the warmed-up policy, as the paper's
-    # VerifyRM starts from a math-instruct LM (a random-init 4-layer trunk learns ~4x slower).
+    # L_BCE on both triples plus L_RM on the pair (reward.train_pairs' loop, checked as it goes). The trunk starts
+    # from the warmed-up policy, as the paper's VerifyRM starts from a math-instruct LM (a random-init 4-layer
+    # trunk learns ~4x slower).
     # The narrow mistakes are deliberate: they make the toy VerifyRM what the paper says a static RM is - right
     # on the data it saw (balanced accuracy ~0.8 on the policy's samples), with a blind spot the policy can
     # find. A copy slip is caught by comparing the final answer with the worked step, no reference needed, and
@@ -139,33 +281,74 @@ def prepare_toy(toy_dir: str, sft_steps: int = TOY_START["sft_steps"], rm_steps:
     # online negatives are carried slips (perturb_solution), on the policy's own correct rollouts.
     # Trained on both kinds it reaches 0.91 and a frozen copy is not hacked within 150 steps (see README).
     # What it learns besides the shortcut depends on its random draws (another stream: balanced accuracy 0.63,
-    # the shortcut alone), so they come from streams of their own, seeded here, not from the warm-up's.
-    pair_rng = random.Random(TOY_TASK["seed"])
-    pairs = [{"question": r["question"], "reference": r["answer"], "positive": r["solution"],
-              "negative": perturb_solution(r["solution"], pair_rng, kind="final")}
-             for r in (pair_rng.choice(train) for _ in range(32 * rm_steps))]
+    # the shortcut alone) - which is why the pre-training is checked against a band, not run for fixed steps.
+    rm_dev = balanced(rule_labelled_samples(policy, tokenizer, dev, 4, n_new), 128, rng)
+    rm_eval = balanced(rule_labelled_samples(policy, tokenizer, test, 4, n_new), 128, rng)
+    probes = slip_probes(dev, random.Random(base))
     policy.save_pretrained(os.path.join(toy_dir, "policy"))
     tokenizer.save_pretrained(os.path.join(toy_dir, "policy"))
-    torch.manual_seed(TOY_TASK["seed"])   # the new score head's initialisation
+    torch.manual_seed(base)   # the new score head's initialisation
     rm = reward.RewardModel.load(os.path.join(toy_dir, "policy"), allow_new_head=True,
                                  max_length=TOY_PRESET["rm_max_length"])
-    reward.train_pairs(rm, pairs, steps=rm_steps, lr=1e-3, batch_size=32, seed=TOY_TASK["seed"])
-    rm_eval = balanced(rule_labelled_samples(policy, tokenizer, test, 4, n_new), 128, rng)
-    rm_eval_metrics = reward.evaluate(rm, rm_eval)
-    print(f"VerifyRM pre-training: on rm_eval.jsonl (policy samples, test questions) {rm_eval_metrics}")
+    pair_rng = random.Random(base)
+    rm_optimizer = torch.optim.AdamW(rm.model.parameters(), lr=1e-3, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(rm_optimizer, lambda s: min(1.0, (s + 1) / 100))
+
+    def pretrain(n):
+        rm.model.train()
+        for _ in range(n):
+            batch = [pair_rng.choice(train) for _ in range(32)]
+            q, ref = [r["question"] for r in batch], [r["answer"] for r in batch]
+            s_pos = rm.logits(q, ref, [r["solution"] for r in batch])
+            s_neg = rm.logits(q, ref, [perturb_solution(r["solution"], pair_rng, kind="final") for r in batch])
+            labels = torch.cat([torch.ones_like(s_pos), torch.zeros_like(s_neg)])
+            loss = reward.bce_loss(torch.cat([s_pos, s_neg]), labels) + reward.pairwise_loss(s_pos, s_neg,
+                                                                                               torch.ones_like(s_pos))
+            reward.rm_step(rm.model, rm_optimizer, loss, 1.0)
+            schedule.step()
+    if rm_steps is not None:
+        pretrain(rm_steps)
+        rm_checks = []
+    else:
+        def measure_rm():
+            m = rm_dev_metrics(rm, rm_dev, probes)
+            if trace:
+                with torch.no_grad():
+                    m["rm_eval_bacc"] = reward.evaluate(rm, rm_eval)["balanced_acc"]
+            return m
+        rm_steps, _, rm_checks = banded(pretrain, measure_rm, lambda m: rm_band_distance(m, rm_band),
+                                        check_every, max_rm_steps, rm.model, lambda t: log(f"VerifyRM {t}"))
+    with torch.no_grad():
+        rm_dev_final = rm_dev_metrics(rm, rm_dev, probes)
+        rm_eval_metrics = reward.evaluate(rm, rm_eval)
+    log(f"VerifyRM pre-training done after {rm_steps} steps: dev {rm_dev_final}; on rm_eval.jsonl (policy samples, "
+        f"test questions) {rm_eval_metrics}")
 
     rm.save(os.path.join(toy_dir, "reward"))
     with open(os.path.join(toy_dir, "rm_eval.jsonl"), "w") as f:
         for r in rm_eval:
             f.write(json.dumps({"question": r["question"], "reference_answer": r["reference"],
                                 "completion": r["completion"], "label": r["label"]}) + "\n")
-    summary = {"start_acc": start_acc, "rm_eval": rm_eval_metrics, "rm_pairs": len(pairs),
-               "seconds": round(time.time() - t0, 1)}
-    with open(ready, "w") as f:
+    summary = {"seed": seed, "start_acc": start_acc, "dev_acc": dev_acc, "sft_steps": sft_steps, "rm_steps": rm_steps,
+               "rm_dev": rm_dev_final, "rm_eval": rm_eval_metrics, "rm_pairs": 32 * rm_steps,
+               "sft_band": list(sft_band), "rm_band": list(rm_band), "seconds": round(time.time() - t0, 1),
+               "sft_checks": sft_checks, "rm_checks": rm_checks}
+    with open(ready + ".tmp", "w") as f:
         json.dump(summary, f)
+    os.replace(ready + ".tmp", ready)
     return summary
 
 
+def main(argv: list[str]) -> None:
+    import argparse
+    parser = argparse.ArgumentParser(description="Build the embedded toy start once (cached in TOY_DIR).")
+    parser.add_argument("toy_dir", nargs="?", help="default: runs/toy for start seed 0, runs/toy-start<seed> else")
+    parser.add_argument("--seed", type=int, default=0, help="start seed: the model's init and the build's streams")
+    parser.add_argument("--trace", action="store_true", help="also measure test/rm_eval at every check")
+    args = parser.parse_args(argv)
+    summary = prepare_toy(args.toy_dir or default_toy_dir(args.seed), seed=args.seed, trace=args.trace)
+    print(json.dumps({k: v for k, v in summary.items() if not k.endswith("_checks")}))
+
 
 if __name__ == "__main__":
-    print(json.dumps(prepare_toy(sys.argv[1] if len(sys.argv) > 1 else "runs/toy")))
+    main(sys.argv[1:])
