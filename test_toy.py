@@ -124,6 +124,13 @@ def test_prepare_toy_caches_its_start_and_refuses_another_seed_in_the_same_folde
         toy.prepare_toy(str(toy_start), seed=1)
 
 
+def test_a_cached_start_of_any_seed_is_what_a_folder_alone_asks_for(tmp_path):
+    (tmp_path / "start.json").write_text(json.dumps({"seed": 2, "start_acc": 0.31}))   # cooper.py --toy-dir DIR
+    assert toy.prepare_toy(str(tmp_path)) == toy.prepare_toy(str(tmp_path), seed=2) == {"seed": 2, "start_acc": 0.31}
+    with pytest.raises(ValueError, match="not 0"):
+        toy.prepare_toy(str(tmp_path), seed=0)
+
+
 def test_default_toy_dirs_are_one_folder_per_start_seed():
     assert toy.default_toy_dir() == toy.default_toy_dir(0) == "runs/toy"   # cooper.py's --toy-dir default
     assert len({toy.default_toy_dir(k) for k in range(5)}) == 5

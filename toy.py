@@ -215,11 +215,11 @@ def default_toy_dir(seed: int = 0) -> str:
     return "runs/toy" if seed == 0 else f"runs/toy-start{seed}"
 
 
-def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None = None, seed: int = 0,
+def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None = None, seed: int | None = None,
                 sft_band=TOY_START["sft_band"], rm_band=TOY_START["rm_band"], check_every: int = TOY_START["check_every"],
                 max_sft_steps: int = TOY_START["max_sft_steps"], max_rm_steps: int = TOY_START["max_rm_steps"],
                 trace: bool = False) -> dict:
-    """Build the embedded start of start seed `seed` once (cached in toy_dir): the warmed-up policy, the
+    """Build the embedded start of start seed `seed` (default 0) once, cached in toy_dir: the warmed-up policy, the
     pre-trained VerifyRM, and rm_eval.jsonl (a balanced, labelled set of policy samples on test questions, never
     trained on, scored during RL to see whether the RM stays right). Returns the start's summary (start.json).
 
@@ -228,7 +228,9 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
     disjoint from test) enters sft_band, VerifyRM's pre-training until rm_band_distance on dev-split policy samples
     is 0 (balanced accuracy in rm_band, blind spot intact), each checked every check_every steps (band_stop; at
     max_*_steps the closest check). sft_steps / rm_steps instead fix the step counts (TEST_TOY: cheap, no checks).
-    trace: also measure the test split and rm_eval at every check (instrumentation only: never chooses anything)."""
+    trace: also measure the test split and rm_eval at every check (instrumentation only: never chooses anything).
+    A cached start is returned whatever its seed when seed is None (cooper.py's --toy-dir names a folder), and
+    refused when it holds another seed than the one asked for."""
     ready = os.path.join(toy_dir, "start.json")
     if os.path.exists(ready):
         with open(ready) as f:
@@ -236,12 +238,13 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
         if "seed" not in summary:
             print(f"prepare_toy: {toy_dir} holds a start built by an older toy.py (fixed step counts, no bands): "
                   f"delete the folder to build the banded start", file=sys.stderr)
-        if summary.get("seed", 0) != seed:
+        if seed is not None and summary.get("seed", 0) != seed:
             raise ValueError(f"prepare_toy: {toy_dir} holds the start of seed {summary.get('seed', 0)}, not {seed}: "
                              f"give each start seed a folder of its own (default_toy_dir)")
         return summary
     from transformers import AutoModelForCausalLM
     t0 = time.time()
+    seed = seed or 0
     base = TOY_TASK["seed"] + seed   # seed 0: the streams the start has always used
     rng = random.Random(base)
     torch.manual_seed(base)
