@@ -22,12 +22,14 @@ def test_band_distance_is_zero_inside_and_the_gap_outside():
 
 @pytest.mark.parametrize("checks, max_steps, stop", [
     ([], 100, None),
-    ([(25, 0.3)], 100, None),                                   # below the band, budget left: go on
-    ([(25, 0.3), (50, 0.0)], 100, 50),                          # first check inside
-    ([(25, 0.0), (50, 0.0)], 100, 25),                          # the first, not a later one
-    ([(25, 0.3), (50, 0.1), (75, 0.2), (100, 0.4)], 100, 50),   # budget spent: the closest
-    ([(25, 0.1), (50, 0.1), (75, 0.2)], 75, 25),                # ties: the earliest
-    ([(25, 0.3), (50, 0.1)], 40, 50),                           # a check past max_steps ends it too
+    ([(25, 0.3, False)], 100, None),                                          # below the band, budget left: go on
+    ([(25, 0.3, False), (50, 0.0, False)], 100, 50),                          # first check inside
+    ([(25, 0.0, False), (50, 0.0, False)], 100, 25),                          # the first, not a later one
+    ([(25, 0.3, False), (50, 0.1, False), (75, 0.2, False), (100, 0.4, False)], 100, 50),   # budget spent: closest
+    ([(25, 0.1, False), (50, 0.1, False), (75, 0.2, False)], 75, 25),         # ties: the earliest
+    ([(25, 0.3, False), (50, 0.1, False)], 40, 50),                           # a check past max_steps ends it too
+    ([(25, 0.3, False), (50, 0.05, False), (75, 0.02, True)], 1000, 75),      # jumped over the band: closest so far
+    ([(25, 0.3, False), (50, 0.01, False), (75, 0.02, True)], 1000, 50),      # ... which may be the check before
 ])
 def test_band_stop(checks, max_steps, stop):
     assert toy.band_stop(checks, max_steps) == stop
@@ -43,14 +45,14 @@ def test_banded_stops_at_the_first_check_in_band_and_keeps_those_weights():
         with torch.no_grad():
             module.weight += 1
     steps, metrics, history = toy.banded(train_some, lambda: {"acc": next(values)},
-                                         lambda m: toy.band_distance(m["acc"], (0.3, 0.36)), 25, 1000, module,
+                                         lambda m: (toy.band_distance(m["acc"], (0.3, 0.36)), m["acc"] > 0.36), 25, 1000, module,
                                          lambda text: None)
     assert (steps, metrics["acc"], trained) == (75, 0.33, [25, 25, 25])
     assert [h["step"] for h in history] == [25, 50, 75] and module.weight.item() == 3.0
 
 
 def test_banded_out_of_budget_restores_the_closest_check():
-    module, values = torch.nn.Linear(1, 1), iter([0.1, 0.28, 0.5, 0.6])
+    module, values = torch.nn.Linear(1, 1), iter([0.1, 0.28, 0.25, 0.2])
     with torch.no_grad():
         module.weight.fill_(0.0)
 
@@ -58,11 +60,26 @@ def test_banded_out_of_budget_restores_the_closest_check():
         with torch.no_grad():
             module.weight += 1
     steps, metrics, history = toy.banded(train_some, lambda: {"acc": next(values)},
-                                         lambda m: toy.band_distance(m["acc"], (0.3, 0.36)), 10, 40, module,
+                                         lambda m: (toy.band_distance(m["acc"], (0.3, 0.36)), False), 10, 40, module,
                                          lambda text: None)
     # 0.28 (step 20) was closest; the module trained to step 40 but holds step 20's weights
     assert (steps, metrics["acc"], len(history)) == (20, 0.28, 4)
     assert module.weight.item() == 2.0
+
+
+def test_banded_stops_when_a_check_jumps_over_the_band():
+    module, values = torch.nn.Linear(1, 1), iter([0.1, 0.29, 0.45, 0.2])
+    with torch.no_grad():
+        module.weight.fill_(0.0)
+
+    def train_some(n):
+        with torch.no_grad():
+            module.weight += 1
+    band = (0.3, 0.38)
+    steps, metrics, history = toy.banded(train_some, lambda: {"acc": next(values)},
+                                         lambda m: (toy.band_distance(m["acc"], band), m["acc"] > band[1]), 10, 1000,
+                                         module, lambda text: None)
+    assert (steps, metrics["acc"], len(history), module.weight.item()) == (20, 0.29, 3, 2.0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -102,6 +119,7 @@ def test_rm_dev_metrics_measure_the_blind_spot():
     sighted = toy.rm_dev_metrics(ReferenceRM(), rows, probes)
     assert sighted == {"balanced_acc": 1.0, "carried_paid": 0.0, "copy_caught": 1.0, "solution_paid": 1.0}
     band = (0.74, 0.84)
+    assert toy.rm_overshot(sighted, band) and not toy.rm_overshot({**blind, "balanced_acc": 0.8}, band)
     assert toy.rm_band_distance(sighted, band) == pytest.approx(0.16 + toy.MIN_CARRIED_PAID)   # too good, no blind spot
     assert toy.rm_band_distance({**blind, "balanced_acc": 0.8}, band) == 0
     assert toy.rm_band_distance({**blind, "balanced_acc": 0.8, "copy_caught": 0.5}, band) == pytest.approx(

@@ -33,7 +33,7 @@ TOY_PRESET = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4,
 # pre-training until its balanced accuracy on policy samples of the dev split enters RM_BAND with its blind spot
 # intact, each checked every CHECK_EVERY steps - not for a fixed number of steps, whose outcome a CPU's rounding
 # moved from 0.32 to 0.15 (issue 15). Bands measured over start seeds (README).
-TOY_START = dict(sft_band=(0.30, 0.36), rm_band=(0.74, 0.84), check_every=25, max_sft_steps=2000, max_rm_steps=1200)
+TOY_START = dict(sft_band=(0.30, 0.38), rm_band=(0.74, 0.84), check_every=25, max_sft_steps=2000, max_rm_steps=1200)
 TEST_TOY = dict(sft_steps=150, rm_steps=60)     # a smaller start for the end-to-end tests: fixed steps, no bands
 DEV_SIZE = 128   # dev problems carved from the training split (TOY_TASK uses all 800 distinct problems)
 MIN_CARRIED_PAID = 0.2   # the blind spot: the pre-trained RM still pays at least this share of carried slips
@@ -108,20 +108,24 @@ def band_distance(value: float, band) -> float:
     return round(max(low - value, value - high, 0.0), 10)
 
 
-def band_stop(checks: list[tuple[int, float]], max_steps: int) -> int | None:
-    """The stopping rule of the banded warm-up and RM pre-training. checks: (step, distance from the band) of
-    every check so far, in order. Returns the step to stop at: the first check inside the band (distance 0);
-    once max_steps is reached with none inside, the check closest to the band (the earliest of equals), whose
-    weights the caller kept; None while training should go on.
-    >>> band_stop([(25, 0.2), (50, 0.0), (75, 0.0)], 100), band_stop([(25, 0.2), (50, 0.1)], 100)
-    (50, None)
-    >>> band_stop([(25, 0.2), (50, 0.1), (75, 0.3)], 75)
+def band_stop(checks: list[tuple[int, float, bool]], max_steps: int) -> int | None:
+    """The stopping rule of the banded warm-up and RM pre-training. checks: (step, distance from the band,
+    overshot) of every check so far, in order; overshot: past the band's far side, where training on does not
+    bring it back (accuracy grows with training; the measured value jumps by up to ~0.07 between checks, so a check
+    can pass over the band). Returns the step to stop at: the first check inside the band (distance 0); at the
+    first overshoot, or once max_steps is reached with none inside, the check closest to the band (the earliest
+    of equals), whose weights the caller kept; None while training should go on.
+    >>> band_stop([(25, 0.2, False), (50, 0.0, False), (75, 0.0, False)], 100)
+    50
+    >>> band_stop([(25, 0.2, False), (50, 0.1, False)], 100), band_stop([(25, 0.2, False), (50, 0.1, True)], 100)
+    (None, 50)
+    >>> band_stop([(25, 0.2, False), (50, 0.1, False), (75, 0.3, False)], 75)
     50
     """
-    inside = [step for step, d in checks if d == 0]
+    inside = [c[0] for c in checks if c[1] == 0]
     if inside:
         return inside[0]
-    if checks and checks[-1][0] >= max_steps:
+    if checks and (checks[-1][0] >= max_steps or checks[-1][2]):
         return min(checks, key=lambda c: (c[1], c[0]))[0]
     return None
 
@@ -174,6 +178,12 @@ def rm_dev_metrics(rm, rows: list[dict], probes: list[dict]) -> dict:
             "solution_paid": share(paid["solution"])}
 
 
+def rm_overshot(metrics: dict, band) -> bool:
+    """Past the RM's band where training on does not bring it back: balanced accuracy above it, or the blind spot
+    closing (fewer than MIN_CARRIED_PAID of carried slips paid)."""
+    return metrics["balanced_acc"] > band[1] or metrics["carried_paid"] < MIN_CARRIED_PAID
+
+
 def rm_band_distance(metrics: dict, band) -> float:
     """How far the RM is from a start's: balanced accuracy outside the band, plus any shortfall of the blind spot
     (carried slips paid < MIN_CARRIED_PAID) or of what it was taught (copy slips caught < MIN_COPY_CAUGHT).
@@ -188,7 +198,8 @@ def rm_band_distance(metrics: dict, band) -> float:
 
 def banded(train_some, measure, distance, check_every: int, max_steps: int, module, log) -> tuple[int, dict, list]:
     """Train check_every steps at a time (train_some(n)) until band_stop says stop; measure() -> metrics,
-    distance(metrics) -> how far outside the band. Ends with module holding the weights of the chosen check.
+    distance(metrics) -> (how far outside the band, overshot). Ends with module holding the weights of the chosen
+    check.
     Returns (steps, that check's metrics, every check's metrics with its step)."""
     import copy
     checks, history, best = [], [], None
@@ -197,12 +208,12 @@ def banded(train_some, measure, distance, check_every: int, max_steps: int, modu
         train_some(check_every)
         step += check_every
         metrics = measure()
-        d = distance(metrics)
+        d, overshot = distance(metrics)
         history.append({"step": step, **metrics})
-        log(f"step {step}: {metrics} (outside the band by {d})")
+        log(f"step {step}: {metrics} (outside the band by {d}{', past it' if overshot else ''})")
         if best is None or d < best[1]:
             best = (step, d, copy.deepcopy(module.state_dict()), metrics)
-        checks.append((step, d))
+        checks.append((step, d, overshot))
         stop = band_stop(checks, max_steps)
         if stop is not None:
             if stop != step:
@@ -266,7 +277,8 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
             if trace:
                 m["test_acc"] = evaluate.rule_accuracy(policy, tokenizer, test, n_new)
             return m
-        sft_steps, _, sft_checks = banded(warm, measure_policy, lambda m: band_distance(m["dev_acc"], sft_band),
+        sft_steps, _, sft_checks = banded(warm, measure_policy,
+                                          lambda m: (band_distance(m["dev_acc"], sft_band), m["dev_acc"] > sft_band[1]),
                                           check_every, max_sft_steps, policy, lambda t: log(f"warm-up {t}"))
     dev_acc = evaluate.rule_accuracy(policy, tokenizer, dev, n_new)
     start_acc = evaluate.rule_accuracy(policy, tokenizer, test, n_new)
@@ -319,7 +331,7 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
                 with torch.no_grad():
                     m["rm_eval_bacc"] = reward.evaluate(rm, rm_eval)["balanced_acc"]
             return m
-        rm_steps, _, rm_checks = banded(pretrain, measure_rm, lambda m: rm_band_distance(m, rm_band),
+        rm_steps, _, rm_checks = banded(pretrain, measure_rm, lambda m: (rm_band_distance(m, rm_band), rm_overshot(m, rm_band)),
                                         check_every, max_rm_steps, rm.model, lambda t: log(f"VerifyRM {t}"))
     with torch.no_grad():
         rm_dev_final = rm_dev_metrics(rm, rm_dev, probes)
