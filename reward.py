@@ -94,7 +94,8 @@ def rm_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torc
     Returns (grad_norm, stepped)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm).item()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()   # FSDP: a DTensor
     stepped = math.isfinite(grad_norm)
     if stepped:
         optimizer.step()
@@ -104,7 +105,7 @@ def rm_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torc
 
 def rm_update(rm, optimizer: torch.optim.Optimizer, questions: list[str], references: list[str],
               positives: list[str], negatives: list[str], mask: torch.Tensor, steps: int,
-              max_grad_norm: float) -> dict:
+              max_grad_norm: float, loss_scale: float = 1.0) -> dict:
     """Cooper stage 2: `steps` optimizer steps of L_RM on P (positive, negative) pairs.
 
     questions, references, positives, negatives: P texts each; mask [P], m_i in {0, 1}.
@@ -113,6 +114,8 @@ def rm_update(rm, optimizer: torch.optim.Optimizer, questions: list[str], refere
     rm: a RewardModel, or its DDP twin (distributed.ddp_reward_model: .model is the DDP module). Positives
     and negatives go through one forward, so each backward follows exactly one DDP forward.
     Returns the last step's {"rm_loss", "rm_grad_norm", "rm_skipped"} (skipped: non-finite gradient).
+    loss_scale multiplies the loss that is backpropagated (not rm_loss): under FSDP share_r * W
+    (distributed.set_share); 1.0, the default, leaves everything bit for bit.
     """
     if steps < 1:
         raise ValueError(f"rm_update: steps must be at least 1, got {steps}")
@@ -122,7 +125,8 @@ def rm_update(rm, optimizer: torch.optim.Optimizer, questions: list[str], refere
         s = rm.logits(questions * 2, references * 2, positives + negatives)   # [2P]
         s_pos, s_neg = s[:n], s[n:]
         loss = pairwise_loss(s_pos, s_neg, mask.to(s_pos.device))
-        grad_norm, stepped = rm_step(rm.model, optimizer, loss, max_grad_norm)
+        grad_norm, stepped = rm_step(rm.model, optimizer, loss * loss_scale if loss_scale != 1.0 else loss,
+                                     max_grad_norm)
     return {"rm_loss": loss.item(), "rm_grad_norm": grad_norm, "rm_skipped": not stepped}
 
 
