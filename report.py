@@ -55,7 +55,7 @@ class RunLog:
         if not self.main:
             return
         for record in samples:
-            self.samples.write(json.dumps({"step": m["step"], **record}) + "\n")
+            self.samples.write(json.dumps(json_safe({"step": m["step"], **record})) + "\n")
         self.samples.flush()
         self.history.append(m)
         self.metrics.write(json.dumps(json_safe(m)) + "\n")

