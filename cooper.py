@@ -123,6 +123,8 @@ class Config:
                         choices=("hf", "vllm"))
     vllm_gpu_memory: float = flag(0.3, "vllm: the engine's share of device memory (weights + KV cache)")
     save_every: int = flag(0, "write a checkpoint every N steps (0: never), for --resume")
+    fsdp: bool = flag(False, "under torchrun: shard policy and VerifyRM with FSDP2 (fully_shard per decoder layer) "
+                      "instead of DDP replicas; same losses, 1/W of the weights, gradients and AdamW states per rank")
     resume: str = flag(None, "a run folder: continue from its latest checkpoint, with its config.json")
     toy_dir: str = flag("runs/toy", "where the embedded toy start is built and cached")
 
@@ -350,9 +352,10 @@ def update_reward_model(questions, references, texts, correct, rm, rewrite, cfg:
         m.update(assistant_failures=failed, assistant_last_error=asked.get("last_error"))
     all_valid = distributed.all_reduce_sum([n_valid])[0]   # over every rank's prompts
     if all_valid > 0:   # this rank's share of L_RM's denominator (sum_i m_i + 1e-6): see distributed.py
-        distributed.set_share(rm.trains, n_valid + 1e-6, all_valid + 1e-6)
-        stats = reward.rm_update(rm.trains, rm.optimizer, pair_q, pair_ref, pair_pos, pair_neg, pair_mask,
-                                 cfg.rm_steps, cfg.max_grad_norm)
+        scale = distributed.set_share(rm.trains, n_valid + 1e-6, all_valid + 1e-6)
+        with distributed.sharded(rm.trains):
+            stats = reward.rm_update(rm.trains, rm.optimizer, pair_q, pair_ref, pair_pos, pair_neg, pair_mask,
+                                     cfg.rm_steps, cfg.max_grad_norm, loss_scale=scale)
         m.update(rm_loss=Mean(stats["rm_loss"], n_valid), rm_grad_norm=stats["rm_grad_norm"],
                  rm_skipped=stats["rm_skipped"])
     return pairs, m
@@ -418,8 +421,8 @@ def cooper_step(step: int, questions: list, references: list, policy: Policy, rm
     # 3. Log-probs of the sampled tokens under pi_ref. pi_old is pi_theta before this update: with one epoch
     #    of one mini-batch it equals the policy's own detached log-probs, so policy_step takes old_logp=None
     #    and saves a forward pass (the ratio is then exactly 1, as it is in verl with this setting).
-    with torch.no_grad(), autocast(cfg):
-        ref_logp = grpo.response_logprobs(policy.ref, rollouts, temperature=cfg.temperature)
+    with torch.no_grad(), autocast(cfg):   # --micro-batch-size rows at a time: [rows, T, vocab] logits are big
+        ref_logp = grpo.response_logprobs(policy.ref, rollouts, cfg.temperature, batch_size=cfg.micro_batch_size)
 
     # 4. Group-relative advantages.
     advantages = grpo.group_advantages(rewards, G).to(ref_logp.device)
@@ -427,7 +430,7 @@ def cooper_step(step: int, questions: list, references: list, policy: Policy, rm
     tokens, old_logp, extra = mask.sum().item(), None, {}
     if engine_logp is not None:   # the sampler's log-probs vs the trainer's, same tokens, same weights
         with torch.no_grad(), autocast(cfg):
-            old_logp = grpo.response_logprobs(policy.model, rollouts, temperature=cfg.temperature)
+            old_logp = grpo.response_logprobs(policy.model, rollouts, cfg.temperature, batch_size=cfg.micro_batch_size)
         extra["rollout_logp_gap"] = Mean(((engine_logp - old_logp).abs() * mask).sum().item() / max(tokens, 1), tokens)
 
     # 5. Stage 2: reward-model update on (positive, negative) pairs - Cooper only; rm mode keeps it frozen.
@@ -445,13 +448,14 @@ def cooper_step(step: int, questions: list, references: list, policy: Policy, rm
     # 6. Stage 1: policy update with the step-4 advantages (one epoch, one mini-batch: fully on-policy).
     # Under torchrun the loss denominator is the whole step's: every rank's tokens (or rollouts).
     local = tokens if cfg.loss_agg == "token-mean" else len(rollouts)
-    distributed.set_share(policy.trains, local, distributed.all_reduce_sum([local])[0])
+    scale = distributed.set_share(policy.trains, local, distributed.all_reduce_sum([local])[0])
     policy.model.train()
-    with autocast(cfg):   # backward runs outside autocast's region as autograd recorded it
+    with autocast(cfg), distributed.sharded(policy.trains):   # backward runs outside autocast's region as recorded
         stats = grpo.policy_step(policy.trains, policy.optimizer, rollouts, advantages, old_logp, ref_logp, beta=cfg.beta,
                                  max_grad_norm=cfg.max_grad_norm, micro_batch_size=cfg.micro_batch_size,
                                  scheduler=policy.scheduler, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
-                                 dual_clip=cfg.dual_clip, agg=cfg.loss_agg, temperature=cfg.temperature)
+                                 dual_clip=cfg.dual_clip, agg=cfg.loss_agg, temperature=cfg.temperature,
+                                 loss_scale=scale)
     t_update = time.time()
     if llm is not None:
         distributed.sync_vllm_weights(llm, policy.model)   # the next rollouts come from the new weights
@@ -464,7 +468,7 @@ def cooper_step(step: int, questions: list, references: list, policy: Policy, rm
                "response_len": Mean(rollouts.response_mask.sum(1).float().mean().item(), n),
                "rollouts": Sum(n), "response_tokens": Sum(tokens), "lr": policy.optimizer.param_groups[0]["lr"],
                "time_generate": t_gen - t0, "time_rm": t_rm - t_gen, "time_sync": time.time() - t_update,
-               "time_step": time.time() - t0}
+               "time_step": time.time() - t0, **distributed.peak_memory(cfg.device)}
     details = {"prompts": prompts, "texts": rollouts.texts, "rewards": rewards.tolist(), "correct": correct,
                "advantages": advantages.tolist(), "pairs": pairs}
     return metrics, details
@@ -597,9 +601,17 @@ def train(cfg: Config) -> dict:
         rm_eval = reward.read_labelled(rm_eval_path) if rm is not None and rm_eval_path else None
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {err}")
-    policy.trains = distributed.wrap_ddp(policy.model, cfg.device) or policy.model
+    if cfg.fsdp:   # sharded in place, the optimizers pointed at the shards (distributed.py)
+        policy.trains = distributed.wrap_fsdp(policy.model, policy.optimizer, compute_dtype(cfg), cfg.device) or policy.model
+    else:
+        policy.trains = distributed.wrap_ddp(policy.model, cfg.device) or policy.model
     if cfg.reward == "cooper":
-        rm.trains = distributed.ddp_reward_model(rm.rm, cfg.device) or rm.rm
+        rm.trains = ((distributed.fsdp_reward_model(rm.rm, rm.optimizer, compute_dtype(cfg), cfg.device) if cfg.fsdp
+                      else distributed.ddp_reward_model(rm.rm, cfg.device)) or rm.rm)
+    if main:
+        print(distributed.memory_line(policy.model.config, rm.rm.model.config if rm is not None else None, world,
+                                      cfg.fsdp and world > 1, compute_dtype(cfg), cfg.reward == "cooper",
+                                      cfg.assistant_model if cfg.reward == "cooper" and cfg.assistant == "hf" else None))
     llm = None
     if cfg.rollout == "vllm":
         llm = distributed.vllm_engine(resume["policy"] if resume else policy_path, compute_dtype(cfg), cfg.seed,
@@ -609,10 +621,10 @@ def train(cfg: Config) -> dict:
     first = 1
     if resume:
         t = resume["trainer"]
-        policy.optimizer.load_state_dict(t["optimizer"])
+        distributed.load_optimizer_state(policy.model, policy.optimizer, t["optimizer"])
         policy.scheduler.load_state_dict(t["scheduler"])
         if rm is not None and rm.optimizer is not None:
-            rm.optimizer.load_state_dict(t["rm_optimizer"])
+            distributed.load_optimizer_state(rm.rm.model, rm.optimizer, t["rm_optimizer"])
         monitor.__dict__.update(t["monitor"])
         start_acc, first = t["start_acc"], t["step"] + 1
         if resume["rng"] is not None:
@@ -652,18 +664,24 @@ def train(cfg: Config) -> dict:
             bar.set_postfix(reward=f"{m['reward_mean']:.2f}", rule=f"{m['rule_acc']:.2f}", kl=f"{m['kl']:.3f}",
                             test=f"{evals[-1][1]:.2f}")
         problem = broken_part(m)   # the same on every rank: it reads reduced metrics
-        bad_steps = bad_steps + 1 if problem else 0
-        if bad_steps == 1 and main:
+        if problem or m.get("assistant_requests", 1):   # a step that asked the assistant nothing says nothing of it
+            bad_steps = bad_steps + 1 if problem else 0
+        if problem and bad_steps == 1 and main:
             print(f"WARNING step {step}: {problem}", file=sys.stderr)
         if bad_steps >= cfg.halt_after:
             log.close()
             raise SystemExit(f"error: step {step}: {problem}; {bad_steps} steps in a row (--halt-after "
                              f"{cfg.halt_after}), so the run stops. Its log so far: {cfg.out}/metrics.jsonl")
         if cfg.save_every and step % cfg.save_every == 0:   # everything --resume needs, after the step's logs
-            trainer = {"optimizer": policy.optimizer.state_dict(), "scheduler": policy.scheduler.state_dict(),
-                       "rm_optimizer": rm.optimizer.state_dict() if rm is not None and rm.optimizer else None,
+            trainer = {"optimizer": distributed.optimizer_state(policy.model, policy.optimizer),
+                       "scheduler": policy.scheduler.state_dict(),
+                       "rm_optimizer": distributed.optimizer_state(rm.rm.model, rm.optimizer)
+                       if rm is not None and rm.optimizer else None,
                        "monitor": dict(monitor.__dict__), "start_acc": start_acc if main else None}
             distributed.save_checkpoint(cfg.out, step, policy.model, policy.tokenizer, rm and rm.rm, trainer, rank)
+    policy.model = distributed.gathered(policy.model)   # FSDP: the full weights onto rank 0, for save() below
+    if rm is not None:
+        rm.rm.model = distributed.gathered(rm.rm.model)
     policy.trains = None   # the DDP wrappers go before the process group does (distributed.finish)
     if rm is not None:
         rm.trains = None

@@ -22,12 +22,32 @@ their parameters comparable (test_distributed.py).
 Without torchrun (WORLD_SIZE unset) no process group is made: every collective here is the identity and
 no DDP wrapper is built. The one difference from `torchrun --nproc_per_node 1`: HF rollouts come from one
 batched generate call on the global RNG, 2.5x faster on the toy than a call per prompt (hf_rollouts).
+
+FSDP2 (--fsdp). Policy and VerifyRM (--reward cooper) are sharded with fully_shard, each decoder layer then the
+root, fp32 master weights and AdamW state sharded 1/W per rank; with a bf16 compute dtype FSDP's
+MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) all-gathers bf16 (half the traffic, and half the
+memory of the gathered weights) and reduce-scatters gradients in fp32. FSDP's reduce-scatter averages, so each
+rank's loss is scaled by share_r * W (set_share returns that factor): (1/W) sum_r share_r W g_r = sum_r share_r g_r,
+the DDP path's gradient. A sharded model is gathered (full weights, reshard_after_forward off) outside its own
+update (`sharded`): HF generate, VerifyRM scoring and rank 0's evaluation then run forwards whose number differs
+between ranks without any collective, and the gather is one all-gather per model per step, which the rollouts
+need anyway. The frozen reference policy (and a frozen --reward rm VerifyRM) stays replicated: it is never
+trained, holds 2 bytes a parameter in bf16, and replicated it needs no collective in its forwards. Saving gathers
+full state dicts on rank 0 (get_model_state_dict / get_optimizer_state_dict, full_state_dict, cpu_offload).
+
+Several nodes: torchrun --nnodes N --node-rank i --rdzv-backend c10d --rdzv-endpoint HOST:PORT on each node.
+A rank's GPU is its LOCAL_RANK; everything else uses the global rank: rank 0 of the job writes the run folder
+(logs, models, trainer.pt) and every rank writes its rng-rank<r>.pt into a checkpoint and reads trainer.pt on
+resume, so --out (and --toy-dir) must be one shared filesystem for all nodes.
 """
+import contextlib
+import copy
 import gc
 import hashlib
 import os
 import random
 import shutil
+import sys
 from typing import NamedTuple
 
 import torch
@@ -125,12 +145,16 @@ def wrap_ddp(model: torch.nn.Module, device: str):
     return ddp
 
 
-def set_share(trains, local: float, total: float) -> None:
+def set_share(trains, local: float, total: float) -> float:
     """Weight of this rank's gradient in the next backward: its part of the global loss denominator. trains: a
-    wrap_ddp / ddp_reward_model result; in one process (no DDP, no share) there is nothing to weigh."""
+    wrap_ddp / ddp_reward_model / wrap_fsdp / fsdp_reward_model result; in one process (no DDP, no share) there
+    is nothing to weigh. Returns the factor the loss is to be multiplied by: 1.0 under DDP (its comm hook
+    weighs) and in one process, share * W under FSDP (whose reduce-scatter divides by W)."""
+    w = local / total if total else 0.0
     share = getattr(trains, "share", None)
     if share is not None:
-        share[0] = local / total if total else 0.0
+        share[0] = w
+    return w * dist.get_world_size() if _fsdp_root(trains) is not None else 1.0
 
 
 def ddp_reward_model(rm, device: str):
@@ -141,6 +165,176 @@ def ddp_reward_model(rm, device: str):
     twin = type(rm).__new__(type(rm))
     twin.__dict__.update(rm.__dict__, model=ddp, share=ddp.share)
     return twin
+
+
+# ----------------------------------------------------------------------------------------------------
+# FSDP2 (--fsdp): sharded training, gathered weights between updates
+
+def _fsdp_root(trains):
+    """The FSDP-sharded module behind trains (a module, or a RewardModel whose .model is one), or None."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return None
+    for m in (trains, getattr(trains, "model", None) if not isinstance(trains, torch.nn.Module) else None):
+        if isinstance(m, FSDPModule):
+            return m
+    return None
+
+
+def _fsdp_modules(root) -> list:
+    from torch.distributed.fsdp import FSDPModule
+    return [m for m in root.modules() if isinstance(m, FSDPModule)]
+
+
+def _gather(root) -> None:
+    """Every rank: all-gather the full weights (param_dtype) and keep them until the next update (`sharded`)."""
+    root.set_reshard_after_forward(False)
+    for m in _fsdp_modules(root):
+        m.unshard()
+
+
+def _scatter(root) -> None:
+    """Every rank: back to the shards alone (the optimizer's DTensors registered), the training setting: decoder
+    layers reshard after their forward, the root (embeddings, head) keeps its weights until the backward."""
+    if hasattr(root, "reset_iter_state"):   # torch >= 2.13: also forgets the no-grad forwards' prefetch order
+        try:
+            root.reset_iter_state()
+        except AttributeError:   # before the model's first forward (a resume): nothing recorded to forget
+            pass
+    for m in _fsdp_modules(root):
+        m.reshard()
+    root.set_reshard_after_forward(True)
+    root.set_reshard_after_forward(False, recurse=False)
+
+
+@contextlib.contextmanager
+def sharded(trains):
+    """Around a model's update (grpo.policy_step, reward.rm_update), entered by every rank: under FSDP the
+    forward/backward runs on shards (all-gathered per layer, gradients reduce-scattered), and the updated full
+    weights are gathered again on exit, for the rollouts, scoring and evaluation that follow. A no-op otherwise."""
+    root = _fsdp_root(trains)
+    if root is None:
+        yield
+        return
+    _scatter(root)
+    try:
+        yield
+    finally:
+        _gather(root)
+
+
+def _decoder_layers(model) -> list:
+    """The transformer blocks of a Hugging Face model (its _no_split_modules classes), in order."""
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:   # a model that does not name them: the children of its first `layers` list
+        layers = next((list(m) for n, m in model.named_modules() if n.endswith("layers")
+                       and isinstance(m, torch.nn.ModuleList)), [])
+    return layers
+
+
+def wrap_fsdp(model: torch.nn.Module, optimizer, compute_dtype: torch.dtype, device: str):
+    """fully_shard(model) in place - each decoder layer, then the root - with fp32 masters sharded 1/W; the
+    optimizer (built on the unsharded parameters, still without state) is pointed at the sharded ones. Returns
+    the model, gathered (see `sharded`), or None in one process."""
+    if _group is None:
+        return None
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    if optimizer is not None and optimizer.state:
+        raise RuntimeError("wrap_fsdp: the optimizer already has state; shard before the first step or the resume")
+    mesh = init_device_mesh("cuda" if device.startswith("cuda") else "cpu", (dist.get_world_size(),))
+    mp = (MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
+          if compute_dtype != torch.float32 else MixedPrecisionPolicy())
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    groups = [[name_of[id(p)] for p in g["params"]] for g in optimizer.param_groups] if optimizer else []
+    for layer in _decoder_layers(model):
+        fully_shard(layer, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
+    sharded_params = dict(model.named_parameters())
+    for g, names in zip(optimizer.param_groups if optimizer else [], groups):
+        g["params"] = [sharded_params[n] for n in names]
+    model.share = [1.0 / dist.get_world_size()]
+    if hasattr(model, "generate"):   # HF generate sees an FSDP module and would all-reduce "finished?" flags each
+        generate = model.generate    # token (synced_gpus); gathered weights need no collective (rank 0 evaluates alone)
+        model.generate = lambda *args, **kwargs: generate(*args, **{"synced_gpus": False, **kwargs})
+    _gather(model)
+    return model
+
+
+def fsdp_reward_model(rm, optimizer, compute_dtype: torch.dtype, device: str):
+    """ddp_reward_model's FSDP counterpart: rm.model sharded in place (wrap_fsdp); the twin the stage-2 update
+    runs through scores all its texts in one forward (batch_size unbounded), so that every rank runs the same
+    number of forwards whatever its number of pairs - each is a collective under FSDP."""
+    model = wrap_fsdp(rm.model, optimizer, compute_dtype, device)
+    if model is None:
+        return None
+    twin = type(rm).__new__(type(rm))
+    twin.__dict__.update(rm.__dict__, share=model.share, batch_size=1 << 62)
+    return twin
+
+
+def _full_state(model, cpu_offload: bool = True) -> dict:
+    """Every rank: the full (unsharded, fp32) state dict, on rank 0 only (cpu_offload) or on every rank."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload))
+    _gather(model)   # state_dict() put the shards back; the next forwards expect the gathered weights
+    return state
+
+
+class Gathered:
+    """A sharded model as saving code sees it: state_dict() is the full state gathered onto rank 0, every other
+    attribute (save_pretrained, config, ...) the model's. What `gathered` hands rank 0 for the final save."""
+
+    def __init__(self, model, state: dict):
+        self.__dict__.update(_model=model, _state=state)
+
+    def state_dict(self, *args, **kwargs) -> dict:
+        return self._state
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def _with_model(rm, model):
+    """A twin of RewardModel rm whose .model is `model`."""
+    twin = type(rm).__new__(type(rm))
+    twin.__dict__.update(rm.__dict__, model=model)
+    return twin
+
+
+def gathered(model):
+    """Every rank: an FSDP model -> Gathered(model, its full state) (the full state on rank 0 only); any other
+    model as it is. For saving after the process group is gone (cooper.save reads state_dict())."""
+    if _fsdp_root(model) is None:
+        return model
+    return Gathered(model, _full_state(model))
+
+
+def optimizer_state(model, optimizer) -> dict:
+    """optimizer.state_dict(), or under FSDP the full one (parameters named, every shard gathered onto rank 0's
+    CPU; {} on the other ranks): the same for any number of ranks. Every rank calls it."""
+    if _fsdp_root(model) is None:
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    _scatter(model)   # the optimizer's parameters are the shards: registered again for the name lookup
+    state = get_optimizer_state_dict(model, optimizer,
+                                     options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    _gather(model)
+    return state
+
+
+def load_optimizer_state(model, optimizer, state: dict) -> None:
+    """optimizer_state's inverse: each rank keeps its shard of the full state. Every rank calls it."""
+    if _fsdp_root(model) is None:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    _scatter(model)
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state,
+                             options=StateDictOptions(full_state_dict=True))
+    _gather(model)
 
 
 class Mean(NamedTuple):
@@ -154,9 +348,24 @@ class Sum(NamedTuple):
     value: float
 
 
+class Max(NamedTuple):
+    """A step metric whose whole-step value is the largest over ranks (peak memory)."""
+    value: float
+
+
 def reduce_metrics(m: dict) -> dict:
     """This rank's step metrics -> the whole step's: a Mean weighted by its weight over every rank, a Sum summed
-    (an int); any other value is the same on every rank already (gradient norms, the learning rate) and kept."""
+    (an int), a Max the largest; any other value is the same on every rank already (gradient norms, the
+    learning rate) and kept."""
+    highest = [k for k, v in m.items() if isinstance(v, Max)]
+    if highest:
+        if _group is None:
+            m = {**m, **{k: m[k].value for k in highest}}
+        else:
+            t = torch.tensor([m[k].value for k in highest], dtype=torch.float64,
+                             device="cuda" if dist.get_backend() == "nccl" else "cpu")
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            m = {**m, **dict(zip(highest, t.tolist()))}
     keys = [k for k, v in m.items() if isinstance(v, (Mean, Sum))]
     if _group is None:
         return {k: (int(round(v.value)) if isinstance(v, Sum) else v.value) if k in keys else v for k, v in m.items()}
@@ -170,6 +379,104 @@ def reduce_metrics(m: dict) -> dict:
             out[k] = int(round(totals[i]))
             i += 1
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Memory: what a run needs per device, from the models' configs (no weights: the meta device)
+
+def parameter_count(config, head: str = "causal-lm") -> int:
+    """Parameters of the model a Hugging Face config describes (tied embeddings counted once), built on the
+    meta device: no memory, no weights, so a 7B config costs nothing. head: causal-lm or classifier (1 logit)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    with torch.device("meta"):
+        if head == "classifier":
+            config = copy.deepcopy(config)
+            config.num_labels = 1
+            model = AutoModelForSequenceClassification.from_config(config)
+        else:
+            model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def memory_plan(policy_config, rm_config, world: int, fsdp: bool, compute_dtype: torch.dtype, train_rm: bool,
+                assistant_config=None) -> dict:
+    """GiB per device of the run's weights, gradients and optimizer states (activations, KV cache and a vLLM
+    engine come on top). Trained models (the policy; VerifyRM with train_rm) hold fp32 masters (4 bytes a
+    parameter), fp32 gradients (4) and AdamW's two fp32 moments (8): all replicated under DDP, which also keeps
+    its gradient buckets (4), or 1/world of each under FSDP, which also holds the gathered weights in the compute
+    dtype between updates (`sharded`). The reference policy and the hf assistant: the compute dtype, replicated;
+    a frozen VerifyRM (train_rm False): fp32, replicated. rm_config None: no VerifyRM (--reward rule)."""
+    c = torch.finfo(compute_dtype).bits // 8
+    gib = 2.0 ** 30
+    ddp_buckets = world > 1 and not fsdp
+    part = 1.0 / world if fsdp else 1.0
+
+    def trained(n: int) -> dict:
+        out = {"weights": 4 * n * part, "grads": 4 * n * part, "adamw": 8 * n * part}
+        if ddp_buckets:
+            out["ddp_buckets"] = 4 * n
+        if fsdp:
+            out["gathered"] = c * n
+        return {k: v / gib for k, v in out.items()}
+
+    n_policy = parameter_count(policy_config)
+    plan = {"world": world, "fsdp": fsdp, "compute_dtype": str(compute_dtype).removeprefix("torch."),
+            "params": {"policy": n_policy}, "policy": trained(n_policy), "reference": c * n_policy / gib}
+    if rm_config is not None:
+        n_rm = parameter_count(rm_config, "classifier")
+        plan["params"]["reward_model"] = n_rm
+        plan["reward_model"] = trained(n_rm) if train_rm else {"weights": 4 * n_rm / gib}
+    if assistant_config is not None:
+        n_assistant = parameter_count(assistant_config)
+        plan["params"]["assistant"] = n_assistant
+        plan["assistant"] = c * n_assistant / gib
+    plan["total"] = sum(sum(v.values()) if isinstance(v, dict) else v
+                        for k, v in plan.items() if k in ("policy", "reference", "reward_model", "assistant"))
+    return plan
+
+
+def format_memory_plan(plan: dict) -> str:
+    """memory_plan as the one line train() prints."""
+    def count(n: int) -> str:
+        return f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e6:.2f}M"
+
+    def gib(v: float) -> str:
+        return f"{v:.{1 if v >= 0.05 else 4}f}"
+
+    def parts(d: dict) -> str:
+        return " + ".join(f"{k} {gib(v)}" for k, v in d.items())
+    n = plan["params"]
+    mode = f"FSDP over {plan['world']} ranks" if plan["fsdp"] else f"DDP, {plan['world']} rank(s)"
+    pieces = [f"policy {count(n['policy'])} ({parts(plan['policy'])})", f"reference {gib(plan['reference'])}"]
+    if "reward_model" in plan:
+        pieces.append(f"VerifyRM {count(n['reward_model'])} ({parts(plan['reward_model'])})")
+    if "assistant" in plan:
+        pieces.append(f"assistant {count(n['assistant'])} {gib(plan['assistant'])}")
+    return (f"memory plan per device ({mode}, {plan['compute_dtype']} compute, GiB): " + " | ".join(pieces)
+            + f" | total {gib(plan['total'])} GiB before activations, KV cache and any vLLM engine")
+
+
+def memory_line(policy_config, rm_config, world: int, fsdp: bool, compute_dtype: torch.dtype, train_rm: bool,
+                assistant_path: str | None = None) -> str:
+    """format_memory_plan(memory_plan(...)), the assistant's config read from its folder (if it has one)."""
+    assistant = None
+    if assistant_path:
+        from transformers import AutoConfig
+        try:
+            assistant = AutoConfig.from_pretrained(assistant_path, local_files_only=True)
+        except (OSError, ValueError):
+            assistant = None
+    return format_memory_plan(memory_plan(policy_config, rm_config, world, fsdp, compute_dtype, train_rm, assistant))
+
+
+def peak_memory(device: str) -> dict:
+    """{"peak_memory_gib": Max(...)} - the most GPU memory allocated since the last call (which resets the peak),
+    the largest over ranks - on CUDA; {} elsewhere. cooper_step calls it once a step."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return {}
+    peak = torch.cuda.max_memory_allocated() / 2 ** 30
+    torch.cuda.reset_peak_memory_stats()
+    return {"peak_memory_gib": Max(round(peak, 3))}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -204,6 +511,9 @@ def hf_rollouts(policy, tokenizer, prompts: list, group_size: int, seeds: list, 
                                       temperature=temperature, top_p=top_p)
     if _group is None:
         return sample(prompts)
+    root = _fsdp_root(policy)
+    if root is not None:   # every rank is here: gathered already (a no-op) unless a state_dict() resharded it
+        _gather(root)
     on_gpu = next(policy.parameters()).is_cuda
     parts = []
     for prompt, seed in zip(prompts, seeds):
@@ -277,7 +587,12 @@ def sync_vllm_weights(llm, policy) -> None:
     """Load the updated policy into the engine in place (the worker's reload_weights takes Hugging Face
     parameter names and fuses q/k/v and gate/up itself), then drop the prefix cache: its KV blocks were
     computed with the old weights and would otherwise be reused for the same prompts."""
-    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(policy.state_dict().items())})
+    if _fsdp_root(policy) is not None:   # FSDP: the gathered full weights (param_dtype), no copy
+        _gather(policy)
+        weights = [(n, p.detach()) for n, p in policy.named_parameters()]
+    else:
+        weights = list(policy.state_dict().items())
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
     llm.reset_prefix_cache()
 
 
@@ -301,15 +616,20 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(out: str, step: int, policy, tokenizer, rm, trainer: dict, rank: int) -> str:
     """Everything the next step reads: models (rank 0), optimizers, schedulers, monitor and step in
     trainer.pt (rank 0), each rank's RNG states. The folder becomes the one `latest` names only once it is
-    complete (an atomic rename), so a run killed while saving resumes from the previous checkpoint."""
+    complete (an atomic rename), so a run killed while saving resumes from the previous checkpoint; the two
+    newest are kept, so one that is complete but unreadable (a disk error, a truncated copy) has one before it."""
     root = os.path.join(out, "checkpoint")
     folder = os.path.join(root, f"step-{step:06d}")
     os.makedirs(folder, exist_ok=True)
+    full = gathered(policy)   # FSDP (every rank calls save_checkpoint): the full weights onto rank 0
+    if rm is not None and _fsdp_root(rm.model) is not None:
+        rm = _with_model(rm, gathered(rm.model))
     if rank == 0:
-        policy.save_pretrained(os.path.join(folder, "policy"))
+        policy.save_pretrained(os.path.join(folder, "policy"),
+                               **({} if full is policy else {"state_dict": full.state_dict()}))
         tokenizer.save_pretrained(os.path.join(folder, "policy"))
-        if rm is not None:
-            rm.save(os.path.join(folder, "reward"))
+        if rm is not None:   # fp32 as held (a gathered state is written through cooper.save's dtype path)
+            rm.save(os.path.join(folder, "reward"), **({"dtype": torch.float32} if isinstance(rm.model, Gathered) else {}))
         torch.save({**trainer, "step": step}, os.path.join(folder, "trainer.pt"))
     torch.save(rng_state(), os.path.join(folder, f"rng-rank{rank}.pt"))
     barrier()
@@ -317,23 +637,35 @@ def save_checkpoint(out: str, step: int, policy, tokenizer, rm, trainer: dict, r
         with open(os.path.join(root, "latest.tmp"), "w") as f:
             f.write(os.path.basename(folder))
         os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
-        for old in os.listdir(root):
-            if old.startswith("step-") and old != os.path.basename(folder):
-                shutil.rmtree(os.path.join(root, old))
+        for old in sorted(d for d in os.listdir(root) if d.startswith("step-"))[:-2]:
+            shutil.rmtree(os.path.join(root, old))
     return folder
 
 
 def load_checkpoint(out: str, rank: int) -> dict:
-    """{"folder", "policy", "reward", "trainer", "rng"} of the latest complete checkpoint in run folder `out`.
-    "rng" is None when the run is resumed on more ranks than saved it: it then continues correctly but not
-    draw for draw (under torchrun rollouts and pairs come from derive_seed; an --assistant hf still samples
-    from the global generators)."""
-    latest = os.path.join(out, "checkpoint", "latest")
+    """{"folder", "policy", "reward", "trainer", "rng"} of the newest readable checkpoint in run folder `out`:
+    the one `latest` names, else (missing, or its trainer.pt unreadable) the one before it, with a warning that
+    names the broken file. "rng" is None when the run is resumed on more ranks than saved it: it then continues
+    correctly but not draw for draw (under torchrun rollouts and pairs come from derive_seed; an --assistant hf
+    still samples from the global generators)."""
+    root = os.path.join(out, "checkpoint")
+    latest = os.path.join(root, "latest")
     if not os.path.exists(latest):
         raise SystemExit(f"error: --resume {out}: no checkpoint (run with --save-every N to write {latest})")
     with open(latest) as f:
-        folder = os.path.join(out, "checkpoint", f.read().strip())
-    rng_file = os.path.join(folder, f"rng-rank{rank}.pt")
-    return {"folder": folder, "policy": os.path.join(folder, "policy"), "reward": os.path.join(folder, "reward"),
-            "trainer": torch.load(os.path.join(folder, "trainer.pt"), weights_only=False),
-            "rng": torch.load(rng_file, weights_only=False) if os.path.exists(rng_file) else None}
+        named = f.read().strip()
+    candidates = [named] + sorted((d for d in os.listdir(root) if d.startswith("step-") and d < named), reverse=True)
+    problems = []
+    for name in candidates:
+        folder = os.path.join(root, name)
+        try:
+            trainer = torch.load(os.path.join(folder, "trainer.pt"), weights_only=False)
+        except (OSError, RuntimeError, EOFError, ValueError) as err:
+            problems.append(f"{os.path.join(folder, 'trainer.pt')}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+            continue
+        if problems:
+            print(f"WARNING --resume {out}: {'; '.join(problems)}; resuming from {folder} instead", file=sys.stderr)
+        rng_file = os.path.join(folder, f"rng-rank{rank}.pt")
+        return {"folder": folder, "policy": os.path.join(folder, "policy"), "reward": os.path.join(folder, "reward"),
+                "trainer": trainer, "rng": torch.load(rng_file, weights_only=False) if os.path.exists(rng_file) else None}
+    raise SystemExit(f"error: --resume {out}: no readable checkpoint: {'; '.join(problems)}")

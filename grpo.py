@@ -1,6 +1,6 @@
 """GRPO, Cooper's stage 1: rollouts, per-token log-probs, group advantages, PPO-clip loss, k3 KL, one update.
 
-Equations (PAPER.md, "One Cooper training step"; B prompts, G rollouts o_1..o_G each, response tokens t):
+Equations (arXiv 2508.05613 and its released code; B prompts, G rollouts o_1..o_G each, response tokens t):
 
     A_i      = (r_i - mean_j r_j) / (std_j r_j + 1e-6)        std unbiased (N-1); broadcast to every token of o_i
     rho_i,t  = exp(clamp(log pi_theta(o_i,t) - log pi_old(o_i,t), -20, 20))
@@ -201,9 +201,21 @@ def response_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, batch
     if repeats:
         rollouts = rollouts[keep]
     step = batch_size or len(rollouts)
+    # transformers turns the KV cache off while it recomputes activations (gradient checkpointing in training):
+    # then one forward over prompt + response instead of the shared-prefix cache
+    bare = getattr(model, "module", model)
+    no_cache = bare.training and getattr(bare, "is_gradient_checkpointing", False)
     out = []
     for s in range(0, len(rollouts), step):
         part = rollouts[s:s + step]
+        if no_cache:   # position P-1+t of prompt + response[:-1] predicts response token t
+            mask, P = part.attention_mask, part.prompt_ids.shape[1]
+            logits = model(input_ids=part.input_ids[:, :-1], attention_mask=mask[:, :-1],
+                           position_ids=_positions(mask)[:, :-1], use_cache=False).logits[:, P - 1:]
+            logits = logits.float() / temperature
+            taken = logits.gather(-1, part.response_ids.unsqueeze(-1)).squeeze(-1)
+            out.append(taken - torch.logsumexp(logits, dim=-1))
+            continue
         cache, first_logits = _shared_prefix(model, part.prompt_ids, part.prompt_mask)
         logits = first_logits.unsqueeze(1)
         if part.response_ids.shape[1] > 1:
@@ -321,8 +333,14 @@ def _share(mask: torch.Tensor, rows: slice, agg: str) -> float:
     return mask[rows].shape[0] / mask.shape[0]
 
 
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's full value (a sharded model's gradient norm), any other tensor itself."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
 def policy_step(policy, optimizer, rollouts: Rollouts, advantages, old_logp, ref_logp, beta=0.001,
-                max_grad_norm=1.0, micro_batch_size=None, scheduler=None, temperature=1.0, **loss_kwargs) -> dict:
+                max_grad_norm=1.0, micro_batch_size=None, scheduler=None, temperature=1.0, loss_scale=1.0,
+                **loss_kwargs) -> dict:
     """One optimizer step on the whole batch (one epoch, one mini-batch: fully on-policy as the paper).
 
     Gradients accumulate over micro-batches of micro_batch_size rows, each loss weighted by _share, so the
@@ -330,6 +348,10 @@ def policy_step(policy, optimizer, rollouts: Rollouts, advantages, old_logp, ref
     skips the step (stats["skipped"] = 1). old_logp, ref_logp [N, T] from response_logprobs under no_grad.
     old_logp=None: pi_old is this policy before the step (the paper's one epoch, one mini-batch), so
     log pi_old = logp.detach() (rho = 1, same gradient) and the extra no-grad forward pass is skipped.
+    loss_scale multiplies what is backpropagated (not the stats): under FSDP share_r * W, so that FSDP's averaging
+    reduce-scatter gives the global token mean (distributed.set_share); 1.0 leaves the gradient bit for bit.
+    Under FSDP the parameters are DTensor shards: clip_grad_norm_ reduces their norms over ranks (the global
+    norm) and grad_norm is that norm's full value.
     """
     agg = loss_kwargs.get("agg", "token-mean")
     mask = rollouts.response_mask
@@ -344,13 +366,13 @@ def policy_step(policy, optimizer, rollouts: Rollouts, advantages, old_logp, ref
         old = logp.detach() if old_logp is None else old_logp[rows]
         loss, stats = grpo_loss(logp, old, None if ref_logp is None else ref_logp[rows],
                                 advantages[rows], mask[rows], beta=beta, **loss_kwargs)
-        (loss * w).backward()
+        (loss * (w * loss_scale)).backward()
         stats["loss"] = loss.item()
         tok_w = _share(mask, rows, "token-mean")  # token-mean stats combine by token share
         for k, v in stats.items():
             totals[k] = totals.get(k, 0.0) + v * (w if k in ("loss", "pg_loss") else tok_w)
     params = [p for p in policy.parameters() if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()
+    grad_norm = _full(torch.nn.utils.clip_grad_norm_(params, max_grad_norm)).item()
     skipped = not torch.isfinite(torch.tensor(grad_norm))
     if skipped:
         optimizer.zero_grad(set_to_none=True)

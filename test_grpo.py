@@ -250,6 +250,29 @@ def test_repeated_rows_are_run_once_with_the_same_values_and_gradients(tiny):
     assert len(g_dup) == len(g_one) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_dup, g_one))
 
 
+def test_gradient_checkpointing_gives_the_cached_paths_logprobs_and_gradients(tiny):
+    """Under gradient checkpointing transformers turns the KV cache off in training, which the shared-prefix
+    path needs: response_logprobs then runs prompt + response in one pass, to the same numbers."""
+    import copy
+    model, tok = tiny
+    torch.manual_seed(6)
+    ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=2, max_new_tokens=8)
+    checkpointed = copy.deepcopy(model)
+    checkpointed.gradient_checkpointing_enable({"use_reentrant": False})
+    results = []
+    for m in (model, checkpointed):
+        m.train()
+        m.zero_grad()
+        lp = grpo.response_logprobs(m, ro)
+        (lp * ro.response_mask).sum().backward()
+        results.append((lp.detach(), [p.grad.clone() for p in m.parameters()]))
+        m.zero_grad()
+        m.eval()
+    (lp_a, g_a), (lp_b, g_b) = results
+    assert checkpointed.is_gradient_checkpointing and torch.allclose(lp_a, lp_b, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_a, g_b))
+
+
 def test_one_token_responses_and_distinct_prompts(tiny):
     model, tok = tiny
     ro = grpo.generate_rollouts(model, tok, PROMPTS, group_size=1, max_new_tokens=1)
