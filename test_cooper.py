@@ -310,6 +310,41 @@ def test_cooper_step_pays_with_the_rm_of_step_t_and_its_update_first_pays_at_t_p
     assert not torch.allclose(rm.rm.score(q_rep, ref_rep, details["texts"]), paid, atol=1e-4)
 
 
+def test_a_bf16_checkpoint_trained_through_policy_moves_as_far_as_its_fp32_copy(toy_start, tmp_path):
+    """Real checkpoints ship in bf16; trained through --policy at the paper's lr 1e-6 they must learn like fp32
+    (fp32 master weights), and the saved policy/ holds the trained fp32 weights. VerifyRM pays (its rewards differ
+    within a group, so every step has a gradient)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+    import data
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"question": r["question"], "answer": r["solution"]}) + "\n"
+                                for r in data.make_toy_problems(16, seed=7)))
+    start = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        folder = tmp_path / str(dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(toy_start / "policy"))
+        model.to(dtype).save_pretrained(folder)
+        data.load_tokenizer(str(toy_start / "policy")).save_pretrained(folder)
+        start[dtype] = {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
+        cooper.train(cooper.parse_args(["--reward", "rm", "--reward-model", str(toy_start / "reward"),
+                                        "--policy", str(folder), "--train", str(problems),
+                                        "--test", str(problems), "--out", str(tmp_path / f"run-{dtype}"),
+                                        "--steps", "3", "--lr", "1e-6", "--warmup-steps", "0",
+                                        "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "24",
+                                        "--eval-size", "4", "--eval-every", "0", "--sample-every", "0"]))
+    moved, norms = {}, {}
+    for dtype in start:
+        after = load_file(str(tmp_path / f"run-{dtype}" / "policy" / "model.safetensors"))
+        assert all(v.dtype == torch.float32 for v in after.values())   # the trained weights, not a bf16 rounding
+        # weight matrices; embedding rows of tokens no rollout holds get no gradient in any run
+        deltas = [after[k] - start[dtype][k] for k in after if after[k].dim() == 2 and "embed" not in k]
+        norms[dtype] = torch.sqrt(sum((d ** 2).sum() for d in deltas)).item()
+        moved[dtype] = sum((d != 0).sum().item() for d in deltas) / sum(d.numel() for d in deltas)
+    assert 0.5 <= norms[torch.bfloat16] / norms[torch.float32] <= 2, norms
+    assert moved[torch.bfloat16] >= 0.5 * moved[torch.float32] and moved[torch.float32] > 0.5, moved
+
+
 def test_report_without_matplotlib_writes_the_markdown_and_says_so(tmp_path, monkeypatch, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"reward": "rm", "seed": 1, "hack_gap": 0.25}))
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward_mean": r, "rule_acc": 0.2}) + "\n"
