@@ -8,7 +8,7 @@ FILE is jsonl. With --compare math-verify (pip install math-verify; optional, fo
 runs on the same pairs, called as verl calls it (the reference wrapped in \\boxed{}, read as LaTeX; the completion
 read as an expression or LaTeX), and the pairs where the two verifiers disagree are printed for inspection.
 """
-import json, sys, time
+import time
 
 import annotate
 import reward

@@ -88,6 +88,17 @@ def test_two_ranks_train_as_one_process(toy_start, tmp_path, mode, steps):
         assert m1[0]["valid_pairs"] > 0, "no reward-model update to compare"
 
 
+def assert_same_run(whole: Path, cut: Path) -> None:
+    """The resumed run ended where the uninterrupted one did: the same models bit for bit, the same metrics
+    (timings aside) and the same summary."""
+    for model in ("policy", "reward"):
+        a, b = params(whole / model), params(cut / model)
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{model} differs after resuming"
+    untimed = lambda rows: [{k: v for k, v in m.items() if not k.startswith("time_")} for m in rows]
+    assert untimed(metrics(cut)) == untimed(metrics(whole))
+    assert json.loads((cut / "summary.json").read_text()) == json.loads((whole / "summary.json").read_text())
+
+
 def test_killed_run_resumes_exactly(toy_start, tmp_path):
     """SIGKILL after step 3 of 5 (checkpoint every 2 steps), --resume: the final parameters of the policy and
     the reward model and every step's metrics equal the uninterrupted run's bit for bit (timings aside).
@@ -109,12 +120,7 @@ def test_killed_run_resumes_exactly(toy_start, tmp_path):
     assert killed_at < 5, "killed too late to test anything"
 
     run(["--resume", str(cut)])
-    for model in ("policy", "reward"):
-        a, b = params(whole / model), params(cut / model)
-        assert all(torch.equal(a[k], b[k]) for k in a), f"{model} differs after resuming"
-    untimed = lambda rows: [{k: v for k, v in m.items() if not k.startswith("time_")} for m in rows]
-    assert untimed(metrics(cut)) == untimed(metrics(whole))
-    assert json.loads((cut / "summary.json").read_text()) == json.loads((whole / "summary.json").read_text())
+    assert_same_run(whole, cut)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -204,12 +210,7 @@ def test_fsdp_killed_run_resumes_exactly(toy_start, tmp_path):
     assert killed_at < 5, "killed too late to test anything"
 
     run(["--resume", str(cut)], nproc=2)
-    for model in ("policy", "reward"):
-        a, b = params(whole / model), params(cut / model)
-        assert all(torch.equal(a[k], b[k]) for k in a), f"{model} differs after resuming"
-    untimed = lambda rows: [{k: v for k, v in m.items() if not k.startswith("time_")} for m in rows]
-    assert untimed(metrics(cut)) == untimed(metrics(whole))
-    assert json.loads((cut / "summary.json").read_text()) == json.loads((whole / "summary.json").read_text())
+    assert_same_run(whole, cut)
 
 
 def free_port() -> int:
