@@ -134,6 +134,7 @@ def test_prepare_toy_caches_its_start_and_refuses_another_seed_in_the_same_folde
     assert summary["seed"] == 0 and (summary["sft_steps"], summary["rm_steps"]) == (
         toy.TEST_TOY["sft_steps"], toy.TEST_TOY["rm_steps"])
     assert summary["sft_checks"] == [] and summary["rm_checks"] == []   # fixed steps: no band checked
+    assert summary["sft_in_band"] is None and summary["rm_in_band"] is None
     assert 0 <= summary["start_acc"] <= 1 and set(summary["rm_dev"]) >= {"balanced_acc", "carried_paid"}
     mtime = os.path.getmtime(toy_start / "start.json")
     assert toy.prepare_toy(str(toy_start)) == summary == toy.prepare_toy(str(toy_start), seed=0)   # cached
