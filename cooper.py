@@ -126,7 +126,8 @@ class Config:
     fsdp: bool = flag(False, "under torchrun: shard policy and VerifyRM with FSDP2 (fully_shard per decoder layer) "
                       "instead of DDP replicas; same losses, 1/W of the weights, gradients and AdamW states per rank")
     resume: str = flag(None, "a run folder: continue from its latest checkpoint, with its config.json")
-    toy_dir: str = flag("runs/toy", "where the embedded toy start is built and cached")
+    toy_dir: str = flag("runs/toy", "where the embedded toy start is built and cached (python toy.py DIR --seed k "
+                        "builds start k; run.sh reproduce keeps start k in runs/toy-start<k>)")
 
 
 COUNTS_AT_LEAST = dict(steps=1, prompts_per_step=1, group_size=2, max_new_tokens=1, rm_steps=1, rm_max_length=8,
@@ -525,7 +526,8 @@ def load_task(cfg: Config, main: bool) -> tuple[list, list, str, str, str | None
         distributed.barrier()
         start = toy.prepare_toy(cfg.toy_dir)
         train_set, test_set = data.toy_splits(**toy.TOY_TASK)
-        print(f"embedded toy task: {len(train_set)} train / {len(test_set)} test problems, start {start}")
+        shown = {k: v for k, v in start.items() if not isinstance(v, (list, dict)) or k == "rm_eval"}   # no traces
+        print(f"embedded toy task: {len(train_set)} train / {len(test_set)} test problems, start {shown}")
         paths = (os.path.join(cfg.toy_dir, "policy"), os.path.join(cfg.toy_dir, "reward"),
                  cfg.rm_eval or os.path.join(cfg.toy_dir, "rm_eval.jsonl"))
     if len(train_set) < cfg.prompts_per_step:
