@@ -79,7 +79,7 @@ def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -
 
 
 
-def sft_steps_(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer) -> None:
+def sft_train(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer) -> None:
     """`steps` steps of the supervised warm-up on worked solutions, a fraction `noise` of them with a slip
     (perturb_solution, either kind), so that RL starts from a policy with room to improve."""
     policy.train()
@@ -99,7 +99,7 @@ def sft_steps_(policy, tokenizer, records, steps, batch_size, noise, rng, optimi
 def sft_warmup(policy, tokenizer, records, steps, batch_size, lr, noise, rng) -> None:
     """The warm-up for a fixed number of steps (TEST_TOY; prepare_toy's banded warm-up checks as it goes)."""
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
-    sft_steps_(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer)
+    sft_train(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer)
 
 
 def band_distance(value: float, band) -> float:
@@ -270,7 +270,7 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
     tokenizer = data.load_tokenizer(os.path.join(init, "policy"))
     policy = AutoModelForCausalLM.from_pretrained(os.path.join(init, "policy"))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-    warm = lambda n: sft_steps_(policy, tokenizer, train, n, 32, 0.3, rng, optimizer)
+    warm = lambda n: sft_train(policy, tokenizer, train, n, 32, 0.3, rng, optimizer)
     if sft_steps is not None:
         warm(sft_steps)
         sft_checks = []
