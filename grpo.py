@@ -204,7 +204,10 @@ def response_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, batch
     # transformers turns the KV cache off while it recomputes activations (gradient checkpointing in training):
     # then one forward over prompt + response instead of the shared-prefix cache
     bare = getattr(model, "module", model)
-    no_cache = bare.training and getattr(bare, "is_gradient_checkpointing", False)
+    checkpointed = getattr(bare, "is_activation_checkpointing", None)   # the name since transformers 5.24
+    if checkpointed is None:
+        checkpointed = getattr(bare, "is_gradient_checkpointing", False)
+    no_cache = bare.training and checkpointed
     out = []
     for s in range(0, len(rollouts), step):
         part = rollouts[s:s + step]
@@ -212,17 +215,14 @@ def response_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, batch
             mask, P = part.attention_mask, part.prompt_ids.shape[1]
             logits = model(input_ids=part.input_ids[:, :-1], attention_mask=mask[:, :-1],
                            position_ids=_positions(mask)[:, :-1], use_cache=False).logits[:, P - 1:]
-            logits = logits.float() / temperature
-            taken = logits.gather(-1, part.response_ids.unsqueeze(-1)).squeeze(-1)
-            out.append(taken - torch.logsumexp(logits, dim=-1))
-            continue
-        cache, first_logits = _shared_prefix(model, part.prompt_ids, part.prompt_mask)
-        logits = first_logits.unsqueeze(1)
-        if part.response_ids.shape[1] > 1:
-            mask = part.attention_mask
-            rest = model(input_ids=part.response_ids[:, :-1], attention_mask=mask[:, :-1], past_key_values=cache,
-                         position_ids=_positions(mask)[:, part.prompt_ids.shape[1]:-1], use_cache=True).logits
-            logits = torch.cat([logits, rest], dim=1)
+        else:
+            cache, first_logits = _shared_prefix(model, part.prompt_ids, part.prompt_mask)
+            logits = first_logits.unsqueeze(1)
+            if part.response_ids.shape[1] > 1:
+                mask = part.attention_mask
+                rest = model(input_ids=part.response_ids[:, :-1], attention_mask=mask[:, :-1], past_key_values=cache,
+                             position_ids=_positions(mask)[:, part.prompt_ids.shape[1]:-1], use_cache=True).logits
+                logits = torch.cat([logits, rest], dim=1)
         logits = logits.float() / temperature
         # log softmax at the taken token = logit - logsumexp, without materialising [N, T, V] log-probs
         taken = logits.gather(-1, part.response_ids.unsqueeze(-1)).squeeze(-1)
