@@ -381,7 +381,8 @@ def build_policy(cfg: Config, path: str, resume: dict | None) -> Policy:
     if resume:
         model = data.load_causal_lm(resume["policy"], dtype=torch.float32).to(cfg.device)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable({"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)   # the name since transformers 5.24
+        enable() if enable else model.gradient_checkpointing_enable({"use_reentrant": False})
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
     return Policy(model, model, ref, tokenizer, optimizer, scheduler)
