@@ -35,6 +35,18 @@ def test_band_stop(checks, max_steps, stop):
     assert toy.band_stop(checks, max_steps) == stop
 
 
+@pytest.mark.parametrize("distances, stop", [
+    ([0.3, 0.2, 0.1, 0.05], None),              # still coming closer
+    ([0.3, 0.1, 0.2, 0.15], None),              # 2 checks without coming closer: patience 3 not used up
+    ([0.3, 0.1, 0.2, 0.15, 0.1], 50),           # 3 without coming closer (an equal is not closer): levelled off
+    ([0.3, 0.1, 0.2, 0.15, 0.09], None),        # the third came closer
+    ([0.3, 0.1, 0.2, 0.15, 0.0], 125),          # inside the band beats levelling off
+])
+def test_band_stop_with_patience_stops_where_training_levels_off(distances, stop):
+    checks = [(25 * (i + 1), d, False) for i, d in enumerate(distances)]
+    assert toy.band_stop(checks, 1000, patience=3) == stop
+
+
 def test_banded_stops_at_the_first_check_in_band_and_keeps_those_weights():
     module, trained, values = torch.nn.Linear(1, 1), [], iter([0.1, 0.2, 0.33, 0.5])
     with torch.no_grad():
@@ -120,10 +132,35 @@ def test_rm_dev_metrics_measure_the_blind_spot():
     assert sighted == {"balanced_acc": 1.0, "carried_paid": 0.0, "copy_caught": 1.0, "solution_paid": 1.0}
     band = (0.74, 0.84)
     assert toy.rm_overshot(sighted, band) and not toy.rm_overshot({**blind, "balanced_acc": 0.8}, band)
+    # a closed blind spot alone is no overshoot: early checks pass through it while the RM rejects everything
+    assert not toy.rm_overshot({**sighted, "balanced_acc": 0.6, "solution_paid": 0.2}, band)
     assert toy.rm_band_distance(sighted, band) == pytest.approx(0.16 + toy.MIN_CARRIED_PAID)   # too good, no blind spot
     assert toy.rm_band_distance({**blind, "balanced_acc": 0.8}, band) == 0
     assert toy.rm_band_distance({**blind, "balanced_acc": 0.8, "copy_caught": 0.5}, band) == pytest.approx(
         toy.MIN_COPY_CAUGHT - 0.5)   # has not learned its own training data yet
+
+
+def test_pretrain_rm_retries_from_a_fresh_head_and_stream_and_keeps_the_closest_attempt(toy_start):
+    """An RM attempt that ends outside its band (here an impossible one) is retried from a fresh score head and pair
+    stream; the closest attempt's weights are kept, and attempt 0 is the stream that fixed steps use."""
+    train, dev, _ = toy.toy_dev_splits()
+    probes = toy.slip_probes(dev[:16], random.Random(0))
+    rows = [{"question": p["question"], "reference": p["reference"], "completion": p[k], "label": int(k == "solution")}
+            for p in probes for k in ("solution", "carried")]
+    policy, logs = str(toy_start / "policy"), []
+    rm, steps, checks, tried = toy.pretrain_rm(policy, train, rows, probes, 1234, None, (0.999, 1.0), check_every=2,
+                                               max_steps=2, patience=8, attempts=3, log=logs.append)
+    assert [t["attempt"] for t in tried] == [0, 1, 2] and all(t["distance"] > 0 and t["steps"] == 2 for t in tried)
+    assert sum("retrying from a fresh score head" in line for line in logs) == 2 and "keeping the closest" in logs[-1]
+    assert len({t["solution_paid"] + t["balanced_acc"] + t["copy_caught"] for t in tried}) > 1   # different models
+    kept = min(tried, key=lambda t: (t["distance"], t["attempt"]))
+    assert [t["attempt"] for t in tried if t.get("kept")] == [kept["attempt"]]
+    assert toy.rm_dev_metrics(rm, rows, probes) == {k: kept[k] for k in toy.rm_dev_metrics(rm, rows, probes)}
+    assert steps == 2 and checks == [{"step": 2, **{k: kept[k] for k in checks[0] if k != "step"}}]
+    fixed, n, fixed_checks, fixed_tried = toy.pretrain_rm(policy, train, rows, probes, 1234, 2, (0.999, 1.0), 2, 2,
+                                                          8, 3, logs.append)
+    assert (n, fixed_checks, fixed_tried) == (2, [], [])
+    assert toy.rm_dev_metrics(fixed, rows, probes) == {k: tried[0][k] for k in toy.rm_dev_metrics(fixed, rows, probes)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -195,3 +232,24 @@ def test_a_run_outside_reproduce_finds_its_start_seed_in_its_toy_dir(tmp_path, t
     assert report.run_start_seed(str(run)) == 0 and report.run_start_seed(str(tmp_path / "start3-seed1")) == 3
     (run / "config.json").write_text(json.dumps({"toy_dir": None}))
     assert report.run_start_seed(str(run)) is None
+
+
+def test_results_md_lists_each_start_with_its_phases_against_their_bands(tmp_path):
+    pytest.importorskip("matplotlib")
+    for k in (0, 1):
+        toy_dir = tmp_path / f"toy{k}"
+        toy_dir.mkdir()
+        attempts = [{"attempt": 0, "steps": 600, "distance": 0.05}, {"attempt": 1, "steps": 300, "distance": 0.0,
+                                                                       "kept": True}][:1 + k]
+        (toy_dir / "start.json").write_text(json.dumps(
+            {"seed": k, "sft_steps": 600 + 25 * k, "dev_acc": 0.33, "start_acc": 0.31, "rm_steps": 300 + 300 * (1 - k),
+             "rm_dev": {"balanced_acc": 0.71, "carried_paid": 0.5, "copy_caught": 0.95}, "rm_attempts": attempts,
+             "sft_in_band": True, "rm_in_band": True, "seconds": 400.4}))
+        for mode in ("rule", "rm", "cooper"):
+            _fake_run(tmp_path, mode, f"start{k}-seed0", 0.31, 0.45 if mode != "rm" else 0.1, 0.9 if mode == "rm" else
+                      0.5, 0.1 if mode == "rm" else 0.5)
+            (tmp_path / mode / f"start{k}-seed0" / "config.json").write_text(json.dumps({"toy_dir": str(toy_dir)}))
+    report.summarize_reproduction(str(tmp_path))
+    md = (tmp_path / "results.md").read_text()
+    assert "| 0 | 600 | 0.330 | 0.310 | 600 | 0.710 | 0.50 | 0.95 | True, True | 400 |" in md
+    assert "| 1 | 625 | 0.330 | 0.310 | 300 (attempt 1 of 2) |" in md

@@ -29,14 +29,14 @@ import verify
 TOY_TASK = dict(n_train=544, n_test=256, seed=1234, n_terms=2, max_value=19)
 TOY_PRESET = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4, warmup_steps=0, beta=0.05,
                   rm_lr=1e-4, rm_steps=4, rm_max_length=256, eval_every=10)
-# The start (see prepare_toy): the warm-up runs until greedy accuracy on the dev split enters SFT_BAND, VerifyRM's
-# pre-training until its balanced accuracy on policy samples of the dev split enters RM_BAND with its blind spot
-# intact, each checked every CHECK_EVERY steps - not for a fixed number of steps, whose outcome a CPU's rounding
-# moved from 0.32 to 0.15 (issue 15). Bands from traces of start seeds 0-2 (start.json's sft_checks/rm_checks): dev
-# accuracy crosses 0.30 after 575-825 steps, jumping by up to 0.07 between checks; the RM's dev balanced accuracy
-# levels off at 0.69-0.73 after 350 steps on seed 0 (0.735 at 450, 0.725 at 1200), at 0.63-0.69 on seed 1 (best 0.693
-# at 1000) and 0.56-0.62 on a first build of seed 2 (stopped at 450): the 0.74 floor first tried is out of reach here.
-TOY_START = dict(sft_band=(0.30, 0.38), rm_band=(0.70, 0.84), check_every=25, max_sft_steps=2000, max_rm_steps=1200)
+# The start (see prepare_toy): the warm-up runs until greedy accuracy on the dev split enters sft_band, VerifyRM's
+# pre-training until its balanced accuracy on policy samples of the dev split enters rm_band with its blind spot
+# intact, each checked every check_every steps - not for a fixed number of steps, whose outcome a CPU's rounding
+# moved from 0.32 to 0.15 (issue 15). An RM attempt that levels off (rm_patience checks without coming closer) or
+# runs out of steps outside its band is retried from a fresh score head and pair stream, up to rm_attempts, and the
+# closest attempt kept. The README has the traces per start seed these bands come from.
+TOY_START = dict(sft_band=(0.30, 0.38), rm_band=(0.65, 0.84), check_every=25, max_sft_steps=2000, max_rm_steps=600,
+                 rm_patience=8, rm_attempts=3)
 TEST_TOY = dict(sft_steps=150, rm_steps=60)     # a smaller start for the end-to-end tests: fixed steps, no bands
 DEV_SIZE = 128   # dev problems carved from the training split (TOY_TASK uses all 800 distinct problems)
 MIN_CARRIED_PAID = 0.2   # the blind spot: the pre-trained RM still pays at least this share of carried slips
@@ -111,24 +111,29 @@ def band_distance(value: float, band) -> float:
     return round(max(low - value, value - high, 0.0), 10)
 
 
-def band_stop(checks: list[tuple[int, float, bool]], max_steps: int) -> int | None:
+def band_stop(checks: list[tuple[int, float, bool]], max_steps: int, patience: int | None = None) -> int | None:
     """The stopping rule of the banded warm-up and RM pre-training. checks: (step, distance from the band,
     overshot) of every check so far, in order; overshot: past the band's far side, where training on does not
     bring it back (accuracy grows with training; the measured value jumps by up to ~0.07 between checks, so a check
     can pass over the band). Returns the step to stop at: the first check inside the band (distance 0); at the
-    first overshoot, or once max_steps is reached with none inside, the check closest to the band (the earliest
-    of equals), whose weights the caller kept; None while training should go on.
+    first overshoot, once max_steps is reached with none inside, or once the last `patience` checks came no closer
+    than the best before them (levelled off), the check closest to the band (the earliest of equals), whose weights
+    the caller kept; None while training should go on.
     >>> band_stop([(25, 0.2, False), (50, 0.0, False), (75, 0.0, False)], 100)
     50
     >>> band_stop([(25, 0.2, False), (50, 0.1, False)], 100), band_stop([(25, 0.2, False), (50, 0.1, True)], 100)
     (None, 50)
     >>> band_stop([(25, 0.2, False), (50, 0.1, False), (75, 0.3, False)], 75)
     50
+    >>> band_stop([(25, 0.2, False), (50, 0.1, False), (75, 0.1, False), (100, 0.3, False)], 1000, patience=2)
+    50
     """
     inside = [c[0] for c in checks if c[1] == 0]
     if inside:
         return inside[0]
-    if checks and (checks[-1][0] >= max_steps or checks[-1][2]):
+    levelled = (patience is not None and len(checks) > patience
+                and min(c[1] for c in checks[-patience:]) >= min(c[1] for c in checks[:-patience]))
+    if checks and (checks[-1][0] >= max_steps or checks[-1][2] or levelled):
         return min(checks, key=lambda c: (c[1], c[0]))[0]
     return None
 
@@ -182,9 +187,10 @@ def rm_dev_metrics(rm, rows: list[dict], probes: list[dict]) -> dict:
 
 
 def rm_overshot(metrics: dict, band) -> bool:
-    """Past the RM's band where training on does not bring it back: balanced accuracy above it, or the blind spot
-    closing (fewer than MIN_CARRIED_PAID of carried slips paid)."""
-    return metrics["balanced_acc"] > band[1] or metrics["carried_paid"] < MIN_CARRIED_PAID
+    """Past the RM's band where training on does not bring it back: balanced accuracy above it. (A closed blind spot
+    alone is not: early checks swing through carried_paid < MIN_CARRIED_PAID while the RM still rejects most of
+    everything, solutions included.)"""
+    return metrics["balanced_acc"] > band[1]
 
 
 def rm_band_distance(metrics: dict, band) -> float:
@@ -199,8 +205,9 @@ def rm_band_distance(metrics: dict, band) -> float:
                  + max(0.0, MIN_COPY_CAUGHT - metrics["copy_caught"]), 10)
 
 
-def banded(train_some, measure, distance, check_every: int, max_steps: int, module, log) -> tuple[int, dict, list]:
-    """Train check_every steps at a time (train_some(n)) until band_stop says stop; measure() -> metrics,
+def banded(train_some, measure, distance, check_every: int, max_steps: int, module, log,
+           patience: int | None = None) -> tuple[int, dict, list]:
+    """Train check_every steps at a time (train_some(n)) until band_stop(..., patience) says stop; measure() -> metrics,
     distance(metrics) -> (how far outside the band, overshot). Ends with module holding the weights of the chosen
     check.
     Returns (steps, that check's metrics, every check's metrics with its step)."""
@@ -217,11 +224,77 @@ def banded(train_some, measure, distance, check_every: int, max_steps: int, modu
         if best is None or d < best[1]:
             best = (step, d, copy.deepcopy(module.state_dict()), metrics)
         checks.append((step, d, overshot))
-        stop = band_stop(checks, max_steps)
+        stop = band_stop(checks, max_steps, patience)
         if stop is not None:
             if stop != step:
                 module.load_state_dict(best[2])
             return stop, best[3] if stop == best[0] else metrics, history
+
+
+def pretrain_rm(policy_dir: str, train: list[dict], rm_dev: list[dict], probes: list[dict], base: int,
+                steps: int | None, band, check_every: int, max_steps: int, patience: int, attempts: int, log,
+                measure_eval=None):
+    """VerifyRM pre-training on (correct, wrong) pairs of training questions, its trunk the warmed-up policy (as the
+    paper's VerifyRM starts from a math-instruct LM; a random-init trunk learns ~4x slower): per draw the worked
+    solution and a fresh copy slip of it (the final answer miscopied, the worked step kept: "13+5=18\n#### 16"), with
+    L_BCE on both triples plus L_RM on the pair.
+
+    The narrow mistakes are deliberate: they make the toy VerifyRM what the paper says a static RM is - right on
+    the data it saw, with a blind spot the policy can find. A copy slip is caught by comparing the final answer with
+    the worked step, no reference needed; that shortcut is what it learns first and best (it pays
+    "14+15=28\n#### 28" more than "14+15=29\n#### 29"), while how far it also learns to read the reference, which
+    alone exposes a carried slip (the mistake the policy makes, and Cooper's online negatives), is left to its random
+    draws: balanced accuracy on policy samples levels off at 0.55-0.73 depending on the stream. Hence the band and
+    the retries. Pre-trained on carried slips too it reaches 0.91, and a frozen copy is not hacked; with a share of
+    them (0.05-0.15) it reads the reference early but catches copy slips less surely, and Cooper's policy, whose
+    online pairs are all carried slips, learned to miscopy its answers (see README).
+
+    steps: a fixed number of steps, no checks (TEST_TOY). Else each attempt (a fresh score head and pair stream;
+    attempt 0's are base's) trains until band_stop (patience: levelled off); one that ends outside the band is
+    retried, up to `attempts`, and the closest kept. Returns (rm, steps, that attempt's checks, every attempt's
+    {attempt, steps, distance, metrics}, the kept one marked kept: True)."""
+    best = None
+    tried = []
+    for attempt in range(1 if steps is not None else attempts):
+        torch.manual_seed(base + 1000 * attempt)   # the new score head's initialisation
+        rm = reward.RewardModel.load(policy_dir, allow_new_head=True, max_length=TOY_PRESET["rm_max_length"])
+        pair_rng = random.Random(base + 1000 * attempt)
+        optimizer = torch.optim.AdamW(rm.model.parameters(), lr=1e-3, weight_decay=0.01)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 100))
+
+        def pretrain(n):
+            rm.model.train()
+            for _ in range(n):
+                batch = [pair_rng.choice(train) for _ in range(32)]
+                q, ref = [r["question"] for r in batch], [r["answer"] for r in batch]
+                negatives = [perturb_solution(r["solution"], pair_rng, kind="final") for r in batch]
+                s_pos = rm.logits(q, ref, [r["solution"] for r in batch])
+                s_neg = rm.logits(q, ref, negatives)
+                labels = torch.cat([torch.ones_like(s_pos), torch.zeros_like(s_neg)])
+                loss = reward.bce_loss(torch.cat([s_pos, s_neg]), labels) + reward.pairwise_loss(
+                    s_pos, s_neg, torch.ones_like(s_pos))
+                reward.rm_step(rm.model, optimizer, loss, 1.0)
+                schedule.step()
+        if steps is not None:
+            pretrain(steps)
+            return rm, steps, [], []
+
+        def measure():
+            with torch.no_grad():
+                return {**rm_dev_metrics(rm, rm_dev, probes), **(measure_eval(rm) if measure_eval else {})}
+        n, metrics, checks = banded(pretrain, measure, lambda m: (rm_band_distance(m, band), rm_overshot(m, band)),
+                                    check_every, max_steps, rm.model, lambda t: log(f"VerifyRM attempt {attempt} {t}"),
+                                    patience)
+        distance = rm_band_distance(metrics, band)
+        tried.append({"attempt": attempt, "steps": n, "distance": distance, **metrics})
+        if best is None or distance < best[3]:
+            best = (rm, n, checks, distance, attempt)
+        if distance == 0:
+            break
+        log(f"VerifyRM attempt {attempt} ended outside its band (by {distance}): "
+            + ("retrying from a fresh score head and pair stream" if attempt + 1 < attempts else "keeping the closest"))
+    tried[best[4]]["kept"] = True
+    return best[0], best[1], best[2], tried
 
 
 def default_toy_dir(seed: int = 0) -> str:
@@ -232,6 +305,7 @@ def default_toy_dir(seed: int = 0) -> str:
 def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None = None, seed: int | None = None,
                 sft_band=TOY_START["sft_band"], rm_band=TOY_START["rm_band"], check_every: int = TOY_START["check_every"],
                 max_sft_steps: int = TOY_START["max_sft_steps"], max_rm_steps: int = TOY_START["max_rm_steps"],
+                patience: int = TOY_START["rm_patience"], attempts: int = TOY_START["rm_attempts"],
                 trace: bool = False) -> dict:
     """Build the embedded start of start seed `seed` (default 0) once, cached in toy_dir: the warmed-up policy, the
     pre-trained VerifyRM, and rm_eval.jsonl (a balanced, labelled set of policy samples on test questions, never
@@ -241,7 +315,7 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
     The warm-up runs until greedy accuracy on the dev split (toy_dev_splits: held out of the start's training,
     disjoint from test) enters sft_band, VerifyRM's pre-training until rm_band_distance on dev-split policy samples
     is 0 (balanced accuracy in rm_band, blind spot intact), each checked every check_every steps (band_stop; at
-    max_*_steps the closest check). sft_steps / rm_steps instead fix the step counts (TEST_TOY: cheap, no checks).
+    max_*_steps the closest check); an RM attempt ending outside its band is retried (pretrain_rm). sft_steps / rm_steps instead fix the step counts (TEST_TOY: cheap, no checks).
     trace: also measure the test split and rm_eval at every check (instrumentation only: never chooses anything).
     A cached start is returned whatever its seed when seed is None (cooper.py's --toy-dir names a folder), and
     refused when it holds another seed than the one asked for."""
@@ -287,55 +361,17 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
     start_acc = evaluate.rule_accuracy(policy, tokenizer, test, n_new)
     log(f"warm-up done after {sft_steps} steps: greedy accuracy dev {dev_acc:.3f}, test {start_acc:.3f}")
 
-    # VerifyRM pre-training on (correct, wrong) pairs of training questions: the worked solution and a fresh
-    # copy slip of it per draw (the final answer miscopied, the worked step kept: "13+5=18\n#### 16"), with
-    # L_BCE on both triples plus L_RM on the pair (reward.train_pairs' loop, checked as it goes). The trunk starts
-    # from the warmed-up policy, as the paper's VerifyRM starts from a math-instruct LM (a random-init 4-layer
-    # trunk learns ~4x slower).
-    # The narrow mistakes are deliberate: they make the toy VerifyRM what the paper says a static RM is - right
-    # on the data it saw (balanced accuracy ~0.8 on the policy's samples), with a blind spot the policy can
-    # find. A copy slip is caught by comparing the final answer with the worked step, no reference needed, and
-    # that shortcut is what it learns: it pays "14+15=28\n#### 28" more than "14+15=29\n#### 29". Cooper's
-    # online negatives are carried slips (perturb_solution), on the policy's own correct rollouts.
-    # Trained on both kinds it reaches 0.91 and a frozen copy is not hacked within 150 steps (see README).
-    # What it learns besides the shortcut depends on its random draws (another stream: balanced accuracy 0.63,
-    # the shortcut alone) - which is why the pre-training is checked against a band, not run for fixed steps.
+    # VerifyRM (pretrain_rm), checked on the dev split's policy samples and slip probes
     rm_dev = balanced(rule_labelled_samples(policy, tokenizer, dev, 4, n_new), 128, rng)
     rm_eval = balanced(rule_labelled_samples(policy, tokenizer, test, 4, n_new), 128, rng)
     probes = slip_probes(dev, random.Random(base))
     policy.save_pretrained(os.path.join(toy_dir, "policy"))
     tokenizer.save_pretrained(os.path.join(toy_dir, "policy"))
-    torch.manual_seed(base)   # the new score head's initialisation
-    rm = reward.RewardModel.load(os.path.join(toy_dir, "policy"), allow_new_head=True,
-                                 max_length=TOY_PRESET["rm_max_length"])
-    pair_rng = random.Random(base)
-    rm_optimizer = torch.optim.AdamW(rm.model.parameters(), lr=1e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(rm_optimizer, lambda s: min(1.0, (s + 1) / 100))
-
-    def pretrain(n):
-        rm.model.train()
-        for _ in range(n):
-            batch = [pair_rng.choice(train) for _ in range(32)]
-            q, ref = [r["question"] for r in batch], [r["answer"] for r in batch]
-            s_pos = rm.logits(q, ref, [r["solution"] for r in batch])
-            s_neg = rm.logits(q, ref, [perturb_solution(r["solution"], pair_rng, kind="final") for r in batch])
-            labels = torch.cat([torch.ones_like(s_pos), torch.zeros_like(s_neg)])
-            loss = reward.bce_loss(torch.cat([s_pos, s_neg]), labels) + reward.pairwise_loss(s_pos, s_neg,
-                                                                                               torch.ones_like(s_pos))
-            reward.rm_step(rm.model, rm_optimizer, loss, 1.0)
-            schedule.step()
-    if rm_steps is not None:
-        pretrain(rm_steps)
-        rm_checks = []
-    else:
-        def measure_rm():
-            m = rm_dev_metrics(rm, rm_dev, probes)
-            if trace:
-                with torch.no_grad():
-                    m["rm_eval_bacc"] = reward.evaluate(rm, rm_eval)["balanced_acc"]
-            return m
-        rm_steps, _, rm_checks = banded(pretrain, measure_rm, lambda m: (rm_band_distance(m, rm_band), rm_overshot(m, rm_band)),
-                                        check_every, max_rm_steps, rm.model, lambda t: log(f"VerifyRM {t}"))
+    measure_eval = (lambda rm: {"rm_eval_bacc": reward.evaluate(rm, rm_eval)["balanced_acc"]}) if trace else None
+    rm, rm_steps, rm_checks, rm_attempts = pretrain_rm(os.path.join(toy_dir, "policy"), train, rm_dev, probes, base,
+                                                       rm_steps, rm_band, check_every, max_rm_steps, patience,
+                                                       attempts, log,
+                                                       measure_eval)
     with torch.no_grad():
         rm_dev_final = rm_dev_metrics(rm, rm_dev, probes)
         rm_eval_metrics = reward.evaluate(rm, rm_eval)
@@ -353,7 +389,7 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
             f.write(json.dumps({"question": r["question"], "reference_answer": r["reference"],
                                 "completion": r["completion"], "label": r["label"]}) + "\n")
     summary = {"seed": seed, "start_acc": start_acc, "dev_acc": dev_acc, "sft_steps": sft_steps, "rm_steps": rm_steps,
-               "rm_dev": rm_dev_final, "rm_eval": rm_eval_metrics, "rm_pairs": 32 * rm_steps,
+               "rm_dev": rm_dev_final, "rm_eval": rm_eval_metrics, "rm_attempts": rm_attempts,
                "sft_band": list(sft_band), "rm_band": list(rm_band), **in_band, "seconds": round(time.time() - t0, 1),
                "sft_checks": sft_checks, "rm_checks": rm_checks}
     with open(ready + ".tmp", "w") as f:
