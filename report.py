@@ -202,13 +202,35 @@ def run_start_seed(run_dir: str):
     found = re.fullmatch(r"start(\d+)-seed\d+", os.path.basename(os.path.normpath(run_dir)))
     if found:
         return int(found.group(1))
+    start = run_start(run_dir)
+    return None if start is None else start.get("seed", 0)
+
+
+def run_start(run_dir: str) -> dict | None:
+    """The start.json of the start a run trained from (its config's toy_dir), or None."""
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
             toy_dir = json.load(f).get("toy_dir")
         with open(os.path.join(toy_dir, "start.json")) as f:
-            return json.load(f).get("seed", 0)
+            return json.load(f)
     except (OSError, TypeError, ValueError):
         return None
+
+
+def starts_table(starts: list[dict]) -> str:
+    """results.md's table of the starts the runs trained from (toy.prepare_toy's start.json): how long each phase
+    trained and where it ended against its band."""
+    lines = ["| start seed | warm-up steps | dev acc | start (test) acc | RM steps (attempt) | RM dev balanced acc "
+             "| carried slips paid | copy slips caught | in band (warm-up, RM) | build s |", "|" + "---|" * 10]
+    for s in starts:
+        rm, attempts = s.get("rm_dev", {}), s.get("rm_attempts") or []
+        kept = next((a["attempt"] for a in attempts if a.get("kept")), None)
+        tried = f" (attempt {kept} of {len(attempts)})" if len(attempts) > 1 else ""
+        lines.append(f"| {s.get('seed', 0)} | {s.get('sft_steps')} | {s.get('dev_acc', 0):.3f} | {s.get('start_acc', 0):.3f} "
+                     f"| {s.get('rm_steps')}{tried} | {rm.get('balanced_acc', 0):.3f} | {rm.get('carried_paid', 0):.2f} "
+                     f"| {rm.get('copy_caught', 0):.2f} | {s.get('sft_in_band')}, {s.get('rm_in_band')} "
+                     f"| {s.get('seconds', 0):.0f} |")
+    return "\n".join(lines)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -294,8 +316,15 @@ def summarize_reproduction(root: str, modes=("rule", "rm", "cooper")) -> str:
         json.dump(results, f, indent=1)
     text = reproduction_table(results)
     checks = reproduction_checks(results)
+    starts = {}
+    for d in (d for dirs in runs.values() for d in dirs):
+        start = run_start(d)
+        if start is not None:
+            starts.setdefault(start.get("seed", 0), start)
+    starts_md = starts_table([starts[k] for k in sorted(starts)]) if starts else ""
     with open(os.path.join(root, "results.md"), "w") as f:
-        f.write(text + "\n" + ("\n" + "\n".join(checks) + "\n" if checks else ""))
+        f.write(text + "\n" + ("\n" + "\n".join(checks) + "\n" if checks else "")
+                + ("\nThe starts:\n\n" + starts_md + "\n" if starts_md else ""))
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), sharey=True, squeeze=False)
     for ax, (m, dirs) in zip(axes[0], runs.items()):
@@ -322,7 +351,7 @@ def summarize_reproduction(root: str, modes=("rule", "rm", "cooper")) -> str:
     fig.tight_layout()
     fig.savefig(os.path.join(root, "curves.png"), dpi=80)
     plt.close(fig)
-    return text + ("\n\n" + "\n".join(checks) if checks else "")
+    return text + ("\n\n" + "\n".join(checks) if checks else "") + ("\n\n" + starts_md if starts_md else "")
 
 
 def main(argv: list[str]) -> None:
