@@ -224,7 +224,8 @@ def starts_table(starts: list[dict]) -> str:
              "| carried slips paid | copy slips caught | in band (warm-up, RM) | build s |", "|" + "---|" * 10]
     for s in starts:
         rm, attempts = s.get("rm_dev", {}), s.get("rm_attempts") or []
-        kept = next((a["attempt"] for a in attempts if a.get("kept")), None)
+        kept = next((a["attempt"] for a in attempts if a.get("kept")),   # else the rule that kept it: the closest
+                    min(attempts, key=lambda a: (a["distance"], a["attempt"]))["attempt"] if attempts else None)
         tried = f" (attempt {kept} of {len(attempts)})" if len(attempts) > 1 else ""
         lines.append(f"| {s.get('seed', 0)} | {s.get('sft_steps')} | {s.get('dev_acc', 0):.3f} | {s.get('start_acc', 0):.3f} "
                      f"| {s.get('rm_steps')}{tried} | {rm.get('balanced_acc', 0):.3f} | {rm.get('carried_paid', 0):.2f} "
