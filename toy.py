@@ -31,12 +31,12 @@ TOY_PRESET = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4,
                   rm_lr=1e-4, rm_steps=4, rm_max_length=256, eval_every=10)
 # The start (see prepare_toy): the warm-up runs until greedy accuracy on the dev split enters sft_band, VerifyRM's
 # pre-training until its balanced accuracy on policy samples of the dev split enters rm_band with its blind spot
-# intact, each checked every check_every steps on the mean of its last `smooth` checks - not for a fixed number of
-# steps, whose outcome a CPU's rounding moved from 0.32 to 0.15 (issue 15). An RM attempt that levels off (rm_patience checks without coming closer) or
+# intact, each checked every check_every steps - not for a fixed number of steps, whose outcome a CPU's rounding
+# moved from 0.32 to 0.15 (issue 15). An RM attempt that levels off (rm_patience checks without coming closer) or
 # runs out of steps outside its band is retried from a fresh score head and pair stream, up to rm_attempts, and the
 # closest attempt kept. The README has the traces per start seed these bands come from.
-TOY_START = dict(sft_band=(0.30, 0.38), rm_band=(0.65, 0.84), check_every=25, smooth=3, max_sft_steps=2000,
-                 max_rm_steps=600, rm_patience=8, rm_attempts=3)
+TOY_START = dict(sft_band=(0.30, 0.38), rm_band=(0.65, 0.84), check_every=25, max_sft_steps=2000, max_rm_steps=600,
+                 rm_patience=8, rm_attempts=3)
 TEST_TOY = dict(sft_steps=150, rm_steps=60)     # a smaller start for the end-to-end tests: fixed steps, no bands
 DEV_SIZE = 128   # dev problems carved from the training split (TOY_TASK uses all 800 distinct problems)
 MIN_CARRIED_PAID = 0.2   # the blind spot: the pre-trained RM still pays at least this share of carried slips
@@ -206,26 +206,21 @@ def rm_band_distance(metrics: dict, band) -> float:
 
 
 def banded(train_some, measure, distance, check_every: int, max_steps: int, module, log,
-           patience: int | None = None, smooth: int = 1) -> tuple[int, dict, list]:
+           patience: int | None = None) -> tuple[int, dict, list]:
     """Train check_every steps at a time (train_some(n)) until band_stop(..., patience) says stop; measure() -> metrics,
-    distance(metrics) -> (how far outside the band, overshot), judged on the mean of the last `smooth` checks'
-    metrics: one check on 128 dev problems is noisy (+-0.04), and a stop at the first check a jump carries into the
-    band left starts whose test accuracy was 0.24 with dev at 0.30. Ends with module holding the weights of the
-    chosen check.
-    Returns (steps, that check's smoothed metrics, every check's own metrics with its step)."""
+    distance(metrics) -> (how far outside the band, overshot). Ends with module holding the weights of the chosen
+    check.
+    Returns (steps, that check's metrics, every check's metrics with its step)."""
     import copy
     checks, history, best = [], [], None
     step = 0
     while True:
         train_some(check_every)
         step += check_every
-        measured = measure()
-        history.append({"step": step, **measured})
-        recent = history[-smooth:]
-        metrics = {k: round(sum(h[k] for h in recent) / len(recent), 4) for k in history[-1] if k != "step"}
+        metrics = measure()
         d, overshot = distance(metrics)
-        log(f"step {step}: {measured}" + (f", mean of the last {len(recent)}: {metrics}" if smooth > 1 else "")
-            + f" (outside the band by {d}{', past it' if overshot else ''})")
+        history.append({"step": step, **metrics})
+        log(f"step {step}: {metrics} (outside the band by {d}{', past it' if overshot else ''})")
         if best is None or d < best[1]:
             best = (step, d, copy.deepcopy(module.state_dict()), metrics)
         checks.append((step, d, overshot))
@@ -238,7 +233,7 @@ def banded(train_some, measure, distance, check_every: int, max_steps: int, modu
 
 def pretrain_rm(policy_dir: str, train: list[dict], rm_dev: list[dict], probes: list[dict], base: int,
                 steps: int | None, band, check_every: int, max_steps: int, patience: int, attempts: int, log,
-                measure_eval=None, smooth: int = 1):
+                measure_eval=None):
     """VerifyRM pre-training on (correct, wrong) pairs of training questions, its trunk the warmed-up policy (as the
     paper's VerifyRM starts from a math-instruct LM; a random-init trunk learns ~4x slower): per draw the worked
     solution and a fresh copy slip of it (the final answer miscopied, the worked step kept: "13+5=18\n#### 16"), with
@@ -289,8 +284,8 @@ def pretrain_rm(policy_dir: str, train: list[dict], rm_dev: list[dict], probes: 
                 return {**rm_dev_metrics(rm, rm_dev, probes), **(measure_eval(rm) if measure_eval else {})}
         n, metrics, checks = banded(pretrain, measure, lambda m: (rm_band_distance(m, band), rm_overshot(m, band)),
                                     check_every, max_steps, rm.model, lambda t: log(f"VerifyRM attempt {attempt} {t}"),
-                                    patience, smooth)
-        distance = rm_band_distance(metrics, band)   # on the smoothed metrics, as band_stop judged
+                                    patience)
+        distance = rm_band_distance(metrics, band)
         tried.append({"attempt": attempt, "steps": n, "distance": distance, **metrics})
         if best is None or distance < best[3]:
             best = (rm, n, checks, distance, attempt)
@@ -311,7 +306,7 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
                 sft_band=TOY_START["sft_band"], rm_band=TOY_START["rm_band"], check_every: int = TOY_START["check_every"],
                 max_sft_steps: int = TOY_START["max_sft_steps"], max_rm_steps: int = TOY_START["max_rm_steps"],
                 patience: int = TOY_START["rm_patience"], attempts: int = TOY_START["rm_attempts"],
-                smooth: int = TOY_START["smooth"], trace: bool = False) -> dict:
+                trace: bool = False) -> dict:
     """Build the embedded start of start seed `seed` (default 0) once, cached in toy_dir: the warmed-up policy, the
     pre-trained VerifyRM, and rm_eval.jsonl (a balanced, labelled set of policy samples on test questions, never
     trained on, scored during RL to see whether the RM stays right). Returns the start's summary (start.json).
@@ -359,9 +354,9 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
             if trace:
                 m["test_acc"] = evaluate.rule_accuracy(policy, tokenizer, test, n_new)
             return m
-        sft_steps, sft_judged, sft_checks = banded(
-            warm, measure_policy, lambda m: (band_distance(m["dev_acc"], sft_band), m["dev_acc"] > sft_band[1]),
-            check_every, max_sft_steps, policy, lambda t: log(f"warm-up {t}"), smooth=smooth)
+        sft_steps, _, sft_checks = banded(warm, measure_policy,
+                                          lambda m: (band_distance(m["dev_acc"], sft_band), m["dev_acc"] > sft_band[1]),
+                                          check_every, max_sft_steps, policy, lambda t: log(f"warm-up {t}"))
     dev_acc = evaluate.rule_accuracy(policy, tokenizer, dev, n_new)
     start_acc = evaluate.rule_accuracy(policy, tokenizer, test, n_new)
     log(f"warm-up done after {sft_steps} steps: greedy accuracy dev {dev_acc:.3f}, test {start_acc:.3f}")
@@ -375,15 +370,16 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
     measure_eval = (lambda rm: {"rm_eval_bacc": reward.evaluate(rm, rm_eval)["balanced_acc"]}) if trace else None
     rm, rm_steps, rm_checks, rm_attempts = pretrain_rm(os.path.join(toy_dir, "policy"), train, rm_dev, probes, base,
                                                        rm_steps, rm_band, check_every, max_rm_steps, patience,
-                                                       attempts, log, measure_eval, smooth)
+                                                       attempts, log,
+                                                       measure_eval)
     with torch.no_grad():
         rm_dev_final = rm_dev_metrics(rm, rm_dev, probes)
         rm_eval_metrics = reward.evaluate(rm, rm_eval)
     log(f"VerifyRM pre-training done after {rm_steps} steps: dev {rm_dev_final}; on rm_eval.jsonl (policy samples, "
         f"test questions) {rm_eval_metrics}")
 
-    in_band = {"sft_in_band": band_distance(sft_judged["dev_acc"], sft_band) == 0 if sft_checks else None,   # as the
-               "rm_in_band": min(a["distance"] for a in rm_attempts) == 0 if rm_checks else None}   # bands judged
+    in_band = {"sft_in_band": band_distance(dev_acc, sft_band) == 0 if sft_checks else None,
+               "rm_in_band": rm_band_distance(rm_dev_final, rm_band) == 0 if rm_checks else None}
     for phase, ok in in_band.items():
         if ok is False:   # the start is built all the same (the closest check), and says so
             log(f"WARNING: start seed {seed}: the {phase[:2].upper()} phase ended outside its band (start.json {phase})")
@@ -393,7 +389,6 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
             f.write(json.dumps({"question": r["question"], "reference_answer": r["reference"],
                                 "completion": r["completion"], "label": r["label"]}) + "\n")
     summary = {"seed": seed, "start_acc": start_acc, "dev_acc": dev_acc, "sft_steps": sft_steps, "rm_steps": rm_steps,
-               "dev_acc_smoothed": sft_judged["dev_acc"] if sft_checks else None,
                "rm_dev": rm_dev_final, "rm_eval": rm_eval_metrics, "rm_attempts": rm_attempts,
                "sft_band": list(sft_band), "rm_band": list(rm_band), **in_band, "seconds": round(time.time() - t0, 1),
                "sft_checks": sft_checks, "rm_checks": rm_checks}
