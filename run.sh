@@ -159,7 +159,7 @@ case "${1:-default}" in
     ;;
   default)
     out=runs/default
-    train_modes "$out" "" 1 "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "cooper rm rule" --eval-every 25
+    train_modes "$out" "" 1 "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "cooper rm rule" --eval-every 50
     echo
     "$PY" report.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
     echo "per-run reports: $out/<mode>/seed0/report.md and report.png"
