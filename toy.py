@@ -253,9 +253,7 @@ def pretrain_rm(policy_dir: str, train: list[dict], rm_dev: list[dict], probes: 
     attempt 0's are base's) trains until band_stop (patience: levelled off); one that ends outside the band is
     retried, up to `attempts`, and the closest kept. Returns (rm, steps, that attempt's checks, every attempt's
     {attempt, steps, distance, metrics}, the kept one marked kept: True)."""
-    best = None
-    tried = []
-    for attempt in range(1 if steps is not None else attempts):
+    def start_attempt(attempt):   # a fresh score head and pair stream; attempt 0's are base's
         torch.manual_seed(base + 1000 * attempt)   # the new score head's initialisation
         rm = reward.RewardModel.load(policy_dir, allow_new_head=True, max_length=TOY_PRESET["rm_max_length"])
         pair_rng = random.Random(base + 1000 * attempt)
@@ -275,9 +273,15 @@ def pretrain_rm(policy_dir: str, train: list[dict], rm_dev: list[dict], probes: 
                     s_pos, s_neg, torch.ones_like(s_pos))
                 reward.rm_step(rm.model, optimizer, loss, 1.0)
                 schedule.step()
-        if steps is not None:
-            pretrain(steps)
-            return rm, steps, [], []
+        return rm, pretrain
+
+    if steps is not None:
+        rm, pretrain = start_attempt(0)
+        pretrain(steps)
+        return rm, steps, [], []
+    best, tried = None, []
+    for attempt in range(attempts):
+        rm, pretrain = start_attempt(attempt)
 
         def measure():
             with torch.no_grad():
@@ -370,8 +374,7 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
     measure_eval = (lambda rm: {"rm_eval_bacc": reward.evaluate(rm, rm_eval)["balanced_acc"]}) if trace else None
     rm, rm_steps, rm_checks, rm_attempts = pretrain_rm(os.path.join(toy_dir, "policy"), train, rm_dev, probes, base,
                                                        rm_steps, rm_band, check_every, max_rm_steps, patience,
-                                                       attempts, log,
-                                                       measure_eval)
+                                                       attempts, log, measure_eval)
     with torch.no_grad():
         rm_dev_final = rm_dev_metrics(rm, rm_dev, probes)
         rm_eval_metrics = reward.evaluate(rm, rm_eval)
