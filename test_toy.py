@@ -163,33 +163,6 @@ def test_pretrain_rm_retries_from_a_fresh_head_and_stream_and_keeps_the_closest_
     assert toy.rm_dev_metrics(fixed, rows, probes) == {k: tried[0][k] for k in toy.rm_dev_metrics(fixed, rows, probes)}
 
 
-def test_the_warm_up_keeps_an_exponential_moving_average_of_its_weights_step_by_step(tmp_path):
-    """sft_train's average follows average <- d * average + (1 - d) * weights after every step (the start's policy;
-    toy.SFT_EMA), checked against the weights recorded after each of two steps."""
-    from transformers import AutoModelForCausalLM
-    data.build_tiny_model(str(tmp_path), seed=0)
-    tokenizer = data.load_tokenizer(str(tmp_path / "policy"))
-    policy = AutoModelForCausalLM.from_pretrained(str(tmp_path / "policy"))
-    average = AutoModelForCausalLM.from_pretrained(str(tmp_path / "policy"))
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
-    train, _, _ = toy.toy_dev_splits()
-    rng, d = random.Random(0), 0.75
-    weights, step = [[p.detach().clone() for p in policy.parameters()]], optimizer.step
-
-    def recorded_step(*args, **kwargs):   # the weights after each of the call's steps
-        out = step(*args, **kwargs)
-        weights.append([p.detach().clone() for p in policy.parameters()])
-        return out
-    optimizer.step = recorded_step
-    toy.sft_train(policy, tokenizer, train, 2, 4, 0.3, rng, optimizer, average, d)
-    assert len(weights) == 3
-    expected = [d * d * w0 + d * (1 - d) * w1 + (1 - d) * w2 for w0, w1, w2 in zip(*weights)]
-    assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(average.parameters(), expected))
-    assert not all(torch.equal(a, p) for a, p in zip(average.parameters(), policy.parameters()))   # it lags
-    toy.ema_update(average, policy, 0.0)   # decay 0: the weights themselves
-    assert all(torch.equal(a, p) for a, p in zip(average.parameters(), policy.parameters()))
-
-
 # ----------------------------------------------------------------------------------------------------
 # prepare_toy: a start per seed, cached
 

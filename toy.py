@@ -9,7 +9,6 @@ perturb_solution is also the offline assistant of `--assistant perturb` (cooper.
     python toy.py [TOY_DIR] [--seed N]   build start seed N (default 0) once (cached in TOY_DIR, default runs/toy,
                                          runs/toy-start<N> for N > 0)
 """
-import copy
 import json
 import os
 import random
@@ -38,10 +37,6 @@ TOY_PRESET = dict(prompts_per_step=16, group_size=8, max_new_tokens=24, lr=1e-4,
 # closest attempt kept. The README has the traces per start seed these bands come from.
 TOY_START = dict(sft_band=(0.30, 0.38), rm_band=(0.65, 0.84), check_every=25, max_sft_steps=2000, max_rm_steps=600,
                  rm_patience=8, rm_attempts=3)
-# The start's policy is the warm-up's weights averaged over its last ~50 steps (ema_update), not its last step's:
-# at lr 1e-3 on noisy targets the last step's greedy accuracy swings by up to 0.1 between checks 25 steps apart,
-# so the first check in the band caught an upswing that test accuracy did not share (README, "The start").
-SFT_EMA = 0.98
 TEST_TOY = dict(sft_steps=150, rm_steps=60)     # a smaller start for the end-to-end tests: fixed steps, no bands
 DEV_SIZE = 128   # dev problems carved from the training split (TOY_TASK uses all 800 distinct problems)
 MIN_CARRIED_PAID = 0.2   # the blind spot: the pre-trained RM still pays at least this share of carried slips
@@ -84,11 +79,9 @@ def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -
 
 
 
-def sft_train(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer, average=None,
-              decay: float = 0.0) -> None:
+def sft_train(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer) -> None:
     """`steps` steps of the supervised warm-up on worked solutions, a fraction `noise` of them with a slip
-    (perturb_solution, either kind), so that RL starts from a policy with room to improve. average: a copy of
-    the policy that follows it as an exponential moving average of its weights (ema_update), after every step."""
+    (perturb_solution, either kind), so that RL starts from a policy with room to improve."""
     policy.train()
     for _ in range(steps):
         batch = rng.sample(records, batch_size)
@@ -101,16 +94,12 @@ def sft_train(policy, tokenizer, records, steps, batch_size, noise, rng, optimiz
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if average is not None:
-            ema_update(average, policy, decay)
 
 
-def ema_update(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """average <- decay * average + (1 - decay) * model, parameter by parameter: the weights averaged over the
-    last ~1 / (1 - decay) steps."""
-    with torch.no_grad():
-        for a, p in zip(average.parameters(), model.parameters()):
-            a.lerp_(p, 1.0 - decay)
+def sft_warmup(policy, tokenizer, records, steps, batch_size, lr, noise, rng) -> None:
+    """The warm-up for a fixed number of steps (TEST_TOY; prepare_toy's banded warm-up checks as it goes)."""
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
+    sft_train(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer)
 
 
 def band_distance(value: float, band) -> float:
@@ -222,6 +211,7 @@ def banded(train_some, measure, distance, check_every: int, max_steps: int, modu
     distance(metrics) -> (how far outside the band, overshot). Ends with module holding the weights of the chosen
     check.
     Returns (steps, that check's metrics, every check's metrics with its step)."""
+    import copy
     checks, history, best = [], [], None
     step = 0
     while True:
@@ -358,9 +348,7 @@ def prepare_toy(toy_dir: str, sft_steps: int | None = None, rm_steps: int | None
     tokenizer = data.load_tokenizer(os.path.join(init, "policy"))
     policy = AutoModelForCausalLM.from_pretrained(os.path.join(init, "policy"))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-    trained, policy = policy, copy.deepcopy(policy)   # policy: the average of `trained`'s weights, the start itself
-    policy.eval()
-    warm = lambda n: sft_train(trained, tokenizer, train, n, 32, 0.3, rng, optimizer, policy, SFT_EMA)
+    warm = lambda n: sft_train(policy, tokenizer, train, n, 32, 0.3, rng, optimizer)
     if sft_steps is not None:
         warm(sft_steps)
         sft_checks = []
