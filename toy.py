@@ -96,12 +96,6 @@ def sft_train(policy, tokenizer, records, steps, batch_size, noise, rng, optimiz
         optimizer.step()
 
 
-def sft_warmup(policy, tokenizer, records, steps, batch_size, lr, noise, rng) -> None:
-    """The warm-up for a fixed number of steps (TEST_TOY; prepare_toy's banded warm-up checks as it goes)."""
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
-    sft_train(policy, tokenizer, records, steps, batch_size, noise, rng, optimizer)
-
-
 def band_distance(value: float, band) -> float:
     """How far value lies outside the band [low, high]; 0 inside it.
     >>> band_distance(0.25, (0.3, 0.36)), band_distance(0.33, (0.3, 0.36)), band_distance(0.4, (0.3, 0.36))
