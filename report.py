@@ -224,9 +224,9 @@ def starts_table(starts: list[dict]) -> str:
              "| carried slips paid | copy slips caught | in band (warm-up, RM) | build s |", "|" + "---|" * 10]
     for s in starts:
         rm, attempts = s.get("rm_dev", {}), s.get("rm_attempts") or []
-        kept = next((a["attempt"] for a in attempts if a.get("kept")),   # else the rule that kept it: the closest
-                    min(attempts, key=lambda a: (a["distance"], a["attempt"]))["attempt"] if attempts else None)
-        tried = f" (attempt {kept} of {len(attempts)})" if len(attempts) > 1 else ""
+        kept = next((a["attempt"] for a in attempts if a.get("kept")), None)   # pretrain_rm marks the one it kept
+        tried = "" if len(attempts) < 2 else (f" (attempt {kept} of {len(attempts)})" if kept is not None
+                                              else f" ({len(attempts)} attempts)")
         lines.append(f"| {s.get('seed', 0)} | {s.get('sft_steps')} | {s.get('dev_acc', 0):.3f} | {s.get('start_acc', 0):.3f} "
                      f"| {s.get('rm_steps')}{tried} | {rm.get('balanced_acc', 0):.3f} | {rm.get('carried_paid', 0):.2f} "
                      f"| {rm.get('copy_caught', 0):.2f} | {s.get('sft_in_band')}, {s.get('rm_in_band')} "
