@@ -253,3 +253,15 @@ def test_results_md_lists_each_start_with_its_phases_against_their_bands(tmp_pat
     md = (tmp_path / "results.md").read_text()
     assert "| 0 | 600 | 0.330 | 0.310 | 600 | 0.710 | 0.50 | 0.95 | True, True | 400 |" in md
     assert "| 1 | 625 | 0.330 | 0.310 | 300 (attempt 1 of 2) |" in md
+
+
+def test_starts_table_names_the_kept_rm_attempt_only_from_its_mark():
+    """The attempt kept is the one pretrain_rm marked; a start.json without the mark (built before it) shows how
+    many attempts ran, never an attempt guessed by a second copy of the rule."""
+    start = {"seed": 3, "sft_steps": 575, "dev_acc": 0.3, "start_acc": 0.24, "rm_steps": 600,
+             "rm_dev": {"balanced_acc": 0.64, "carried_paid": 0.61, "copy_caught": 0.97}}
+    attempts = [{"attempt": 0, "distance": 0.007}, {"attempt": 1, "distance": 0.05}]
+    marked = [{**attempts[0]}, {**attempts[1], "kept": True}]   # the mark wins over distance
+    assert "| 600 (attempt 1 of 2) |" in report.starts_table([{**start, "rm_attempts": marked}])
+    assert "| 600 (2 attempts) |" in report.starts_table([{**start, "rm_attempts": attempts}])
+    assert "| 600 |" in report.starts_table([{**start, "rm_attempts": attempts[:1]}])
