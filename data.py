@@ -350,6 +350,14 @@ def _byte_symbols() -> list[str]:
     return [chr(b) if b in keep else chr(next(shifted)) for b in range(256)]
 
 
+# Whole tokens of the tiny tokenizer for the fixed strings every toy sequence repeats: VerifyRM's template tags
+# (reward.TEMPLATE; test_data checks they match), the answer instruction and the chat roles - what a BPE tokenizer
+# trained on this corpus would merge. The text is unchanged (it decodes to the same characters); a policy prompt
+# is 14 tokens instead of 92 and a VerifyRM input ~31 instead of ~108, which makes the toy 3-4x cheaper to train.
+TINY_MERGES = ("<question>", "</question>", "<reference_answer>", "</reference_answer>", "<completion>",
+               "</completion>", ANSWER_INSTRUCTION, "user\n", "assistant\n")
+
+
 def make_char_tokenizer() -> "transformers.Qwen2Tokenizer":
     """A character-level tokenizer that survives AutoTokenizer.
 
@@ -360,14 +368,17 @@ def make_char_tokenizer() -> "transformers.Qwen2Tokenizer":
     BPE with the 256 byte symbols as its vocabulary and no merges, so one byte = one token and token id =
     byte value ("1 2" -> [49, 32, 50]). Any UTF-8 text round-trips, no unknown token is needed, and every
     loader (AutoTokenizer, PreTrainedTokenizerFast, Qwen2Tokenizer) builds the same tokenizer.
-    Specials: 256 <|endoftext|> (pad), 257 <|im_start|>, 258 <|im_end|> (eos).
+    Specials: 256 <|endoftext|> (pad), 257 <|im_start|>, 258 <|im_end|> (eos); then one token per TINY_MERGES
+    string (259 "<question>", ...), matched before the bytes and decoded back to the same text.
     """
+    from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
     vocab = {symbol: b for b, symbol in enumerate(_byte_symbols())}
     for special in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]:
         vocab[special] = len(vocab)
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, eos_token="<|im_end|>",
                                pad_token="<|endoftext|>", additional_special_tokens=["<|im_start|>"])
+    tokenizer.add_tokens([AddedToken(text, normalized=False, special=False) for text in TINY_MERGES])
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 

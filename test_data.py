@@ -89,13 +89,18 @@ def test_tokenizer_round_trip(tiny, loader):
     ids = tok(prompt, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == prompt
     assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>") and ids.count(tok.eos_token_id) == 1
+    # the fixed strings are one token each (TINY_MERGES): the toy's prompt is 8 tokens and the question, not 91 bytes
+    assert len(ids) == 8 + len("7-3=?") and tok.convert_tokens_to_ids(data.ANSWER_INSTRUCTION) in ids
+    merged = "<question>1+1=?</question>\nuser\n#### 2"
+    assert tok.decode(tok(merged, add_special_tokens=False)["input_ids"]) == merged
+    assert len(tok(merged, add_special_tokens=False)["input_ids"]) == len("1+1=?\n#### 2") + 3
 
 
 def test_load_tokenizer_settings(tiny):
     tok = data.load_tokenizer(str(tiny / "policy"))
     assert tok.padding_side == "left"
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
-    assert tok.pad_token_id != tok.eos_token_id and len(tok) == 259
+    assert tok.pad_token_id != tok.eos_token_id and len(tok) == 259 + len(data.TINY_MERGES)
     batch = tok(["1", "123"], padding=True)["input_ids"]
     assert batch[0] == [tok.pad_token_id] * 2 + [49]
 
@@ -128,7 +133,7 @@ def test_tiny_model_loads_and_runs(tiny):
         logits = policy(**batch).logits
         scores = reward(**batch).logits
         alone = reward(**tok([data.chat_prompt(tok, "1+2=?")], return_tensors="pt")).logits
-    assert logits.shape == (2, batch["input_ids"].shape[1], 259) and torch.isfinite(logits).all()
+    assert logits.shape == (2, batch["input_ids"].shape[1], len(tok)) and torch.isfinite(logits).all()
     assert scores.shape == (2, 1)
     assert torch.allclose(scores[0], alone[0], atol=1e-5)  # left padding does not change the score
     out = policy.generate(**batch, max_new_tokens=5, do_sample=False)

@@ -43,7 +43,7 @@ def test_engine_samples_from_the_updated_weights(tiny):
     eos = grpo.eos_ids(policy, tok)
     # The first prompt spans several KV-cache blocks (128 tokens on CPU, 16 on GPU): the engine caches
     # them, so a refresh that kept the prefix cache would sample step t+1 from step-t prompt states.
-    long_question = "Add the two numbers with care and check the result twice before answering. " * 3 + "13+5=?"
+    long_question = "Add the two numbers with care and check the result twice before answering. " * 4 + "13+5=?"
     prompts = [data.chat_prompt(tok, long_question), data.chat_prompt(tok, "7-9=?")]
     seeds = [101, 202]
     assert len(tok(prompts[0]).input_ids) > 256
