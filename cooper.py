@@ -362,7 +362,7 @@ def load_task(cfg: Config, main: bool) -> tuple[list, list, str, str, str | None
         distributed.barrier()
         start = toy.prepare_toy(cfg.toy_dir)
         train_set, test_set = data.toy_splits(**toy.TOY_TASK)
-        shown = {k: v for k, v in start.items() if not isinstance(v, (list, dict)) or k == "rm_eval"}   # no traces
+        shown = {k: v for k, v in start.items() if not k.endswith("_trace")}
         print(f"embedded toy task: {len(train_set)} train / {len(test_set)} test problems, start {shown}")
         paths = (os.path.join(cfg.toy_dir, "policy"), os.path.join(cfg.toy_dir, "reward"),
                  cfg.rm_eval or os.path.join(cfg.toy_dir, "rm_eval.jsonl"))

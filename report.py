@@ -218,19 +218,17 @@ def run_start(run_dir: str) -> dict | None:
 
 
 def starts_table(starts: list[dict]) -> str:
-    """results.md's table of the starts the runs trained from (toy.prepare_toy's start.json): how long each phase
-    trained and where it ended against its band."""
-    lines = ["| start seed | warm-up steps | dev acc | start (test) acc | RM steps (attempt) | RM dev balanced acc "
-             "| carried slips paid | copy slips caught | in band (warm-up, RM) | build s |", "|" + "---|" * 10]
+    """results.md's table of the starts the runs trained from (toy.prepare_toy's start.json): the dev measurements
+    each start is checked on (toy.START_BANDS), its test accuracy, and which checks it missed."""
+    lines = ["| start seed | dev acc (no carry / carry) | start (test) acc | RM: forgotten carries paid | carried slips paid "
+             "| copy slips caught | solutions paid | RM dev balanced acc | outside its bands | build s |", "|" + "---|" * 10]
     for s in starts:
-        rm, attempts = s.get("rm_dev", {}), s.get("rm_attempts") or []
-        kept = next((a["attempt"] for a in attempts if a.get("kept")), None)   # pretrain_rm marks the one it kept
-        tried = "" if len(attempts) < 2 else (f" (attempt {kept} of {len(attempts)})" if kept is not None
-                                              else f" ({len(attempts)} attempts)")
-        lines.append(f"| {s.get('seed', 0)} | {s.get('sft_steps')} | {s.get('dev_acc', 0):.3f} | {s.get('start_acc', 0):.3f} "
-                     f"| {s.get('rm_steps')}{tried} | {rm.get('balanced_acc', 0):.3f} | {rm.get('carried_paid', 0):.2f} "
-                     f"| {rm.get('copy_caught', 0):.2f} | {s.get('sft_in_band')}, {s.get('rm_in_band')} "
-                     f"| {s.get('seconds', 0):.0f} |")
+        c = s.get("checks", {})
+        missed = [k for k, ok in s.get("in_band", {}).items() if not ok]
+        lines.append(f"| {s.get('seed', 0)} | {c.get('dev_acc', 0):.3f} ({c.get('dev_acc_no_carry', 0):.2f} / "
+                     f"{c.get('dev_acc_carry', 0):.2f}) | {s.get('start_acc', 0):.3f} | {c.get('forgot_paid', 0):.2f} "
+                     f"| {c.get('carried_paid', 0):.2f} | {c.get('copy_caught', 0):.2f} | {c.get('solution_paid', 0):.2f} "
+                     f"| {c.get('balanced_acc', 0):.3f} | {', '.join(missed) or 'none'} | {s.get('seconds', 0):.0f} |")
     return "\n".join(lines)
 
 

@@ -1,4 +1,6 @@
-"""Tests of toy.py's banded start (issue 15) and report.py's multi-start summary. Run: pytest test_toy.py"""
+"""Tests of toy.py's start (issue 15: a start fixed by its data, not by when training stops) and report.py's
+multi-start summary. Run: pytest test_toy.py"""
+import collections
 import json
 import os
 import random
@@ -12,90 +14,71 @@ import toy
 
 
 # ----------------------------------------------------------------------------------------------------
-# The stopping rule
+# The student's data
 
-def test_band_distance_is_zero_inside_and_the_gap_outside():
-    assert toy.band_distance(0.30, (0.30, 0.36)) == 0 and toy.band_distance(0.36, (0.30, 0.36)) == 0
-    assert toy.band_distance(0.152, (0.30, 0.36)) == pytest.approx(0.148)
-    assert toy.band_distance(0.40, (0.30, 0.36)) == pytest.approx(0.04)
-
-
-@pytest.mark.parametrize("checks, max_steps, stop", [
-    ([], 100, None),
-    ([(25, 0.3, False)], 100, None),                                          # below the band, budget left: go on
-    ([(25, 0.3, False), (50, 0.0, False)], 100, 50),                          # first check inside
-    ([(25, 0.0, False), (50, 0.0, False)], 100, 25),                          # the first, not a later one
-    ([(25, 0.3, False), (50, 0.1, False), (75, 0.2, False), (100, 0.4, False)], 100, 50),   # budget spent: closest
-    ([(25, 0.1, False), (50, 0.1, False), (75, 0.2, False)], 75, 25),         # ties: the earliest
-    ([(25, 0.3, False), (50, 0.1, False)], 40, 50),                           # a check past max_steps ends it too
-    ([(25, 0.3, False), (50, 0.05, False), (75, 0.02, True)], 1000, 75),      # jumped over the band: closest so far
-    ([(25, 0.3, False), (50, 0.01, False), (75, 0.02, True)], 1000, 50),      # ... which may be the check before
-])
-def test_band_stop(checks, max_steps, stop):
-    assert toy.band_stop(checks, max_steps) == stop
+def test_carries_and_the_forgotten_carry_on_every_kind_of_problem():
+    cases = [("13+9=?", "22", True, "12"), ("5+7=?", "12", True, "2"), ("13+5=?", "18", False, None),
+             ("17-3=?", "14", False, None), ("23-7=?", "16", True, "26"), ("3-7=?", "-4", True, "6"),
+             ("3-17=?", "-14", True, "-4"), ("20-20=?", "0", False, None), ("29+29=?", "58", True, "48")]
+    for question, answer, carry, wrong in cases:
+        assert toy.carries(question) is carry
+        if wrong is not None:
+            assert toy.forgot_carry({"question": question, "answer": answer}) == f"{question[:-1]}{wrong}\n#### {wrong}"
+    with pytest.raises(ValueError, match="not a two-term toy problem"):
+        toy.carries("1+2+3=?")
 
 
-@pytest.mark.parametrize("distances, stop", [
-    ([0.3, 0.2, 0.1, 0.05], None),              # still coming closer
-    ([0.3, 0.1, 0.2, 0.15], None),              # 2 checks without coming closer: patience 3 not used up
-    ([0.3, 0.1, 0.2, 0.15, 0.1], 50),           # 3 without coming closer (an equal is not closer): levelled off
-    ([0.3, 0.1, 0.2, 0.15, 0.09], None),        # the third came closer
-    ([0.3, 0.1, 0.2, 0.15, 0.0], 125),          # inside the band beats levelling off
-])
-def test_band_stop_with_patience_stops_where_training_levels_off(distances, stop):
-    checks = [(25 * (i + 1), d, False) for i, d in enumerate(distances)]
-    assert toy.band_stop(checks, 1000, patience=3) == stop
+def test_every_toy_problem_is_read_and_its_forgotten_carry_is_off_by_ten_and_checked_wrong():
+    import verify
+    train, test = data.toy_splits(**toy.TOY_TASK)
+    problems = train + test
+    assert len(problems) == 1800 and len({p["question"] for p in problems}) == 1800   # every problem, once
+    carrying = [p for p in problems if toy.carries(p["question"])]
+    assert 0.4 < len(carrying) / len(problems) < 0.5
+    for p in carrying:
+        wrong = toy.forgot_carry(p)
+        assert abs(int(verify.extract_answer(wrong)) - int(p["answer"])) == 10 and not verify.verify(wrong, p["answer"])
 
 
-def test_banded_stops_at_the_first_check_in_band_and_keeps_those_weights():
-    module, trained, values = torch.nn.Linear(1, 1), [], iter([0.1, 0.2, 0.33, 0.5])
-    with torch.no_grad():
-        module.weight.fill_(0.0)
-
-    def train_some(n):
-        trained.append(n)
-        with torch.no_grad():
-            module.weight += 1
-    steps, metrics, history = toy.banded(train_some, lambda: {"acc": next(values)},
-                                         lambda m: (toy.band_distance(m["acc"], (0.3, 0.36)), m["acc"] > 0.36), 25, 1000, module,
-                                         lambda text: None)
-    assert (steps, metrics["acc"], trained) == (75, 0.33, [25, 25, 25])
-    assert [h["step"] for h in history] == [25, 50, 75] and module.weight.item() == 3.0
-
-
-def test_banded_out_of_budget_restores_the_closest_check():
-    module, values = torch.nn.Linear(1, 1), iter([0.1, 0.28, 0.25, 0.2])
-    with torch.no_grad():
-        module.weight.fill_(0.0)
-
-    def train_some(n):
-        with torch.no_grad():
-            module.weight += 1
-    steps, metrics, history = toy.banded(train_some, lambda: {"acc": next(values)},
-                                         lambda m: (toy.band_distance(m["acc"], (0.3, 0.36)), False), 10, 40, module,
-                                         lambda text: None)
-    # 0.28 (step 20) was closest; the module trained to step 40 but holds step 20's weights
-    assert (steps, metrics["acc"], len(history)) == (20, 0.28, 4)
-    assert module.weight.item() == 2.0
+def test_warmup_solutions_follow_the_students_shares():
+    """The warm-up's data is the student: on a carrying problem the carry forgotten (forgot), right (carry_right),
+    or a slip; on the others right but for a share `noise` of slips."""
+    rng, n = random.Random(0), 4000
+    carry = {"question": "13+9=?", "answer": "22", "solution": "13+9=22\n#### 22"}
+    plain = {"question": "13+5=?", "answer": "18", "solution": "13+5=18\n#### 18"}
+    kinds = collections.Counter(
+        "forgot" if t == toy.forgot_carry(carry) else "right" if t == carry["solution"] else "slip"
+        for t in (toy.warmup_solution(carry, rng) for _ in range(n)))
+    assert kinds["forgot"] / n == pytest.approx(toy.TOY_START["forgot"], abs=0.03)
+    assert kinds["right"] / n == pytest.approx(toy.TOY_START["carry_right"], abs=0.03)
+    plain_right = sum(toy.warmup_solution(plain, rng) == plain["solution"] for _ in range(n)) / n
+    assert plain_right == pytest.approx(1 - toy.TOY_START["noise"], abs=0.03)
+    draws = lambda: (lambda r: [toy.warmup_solution(carry, r) for _ in range(20)])(random.Random(3))
+    assert draws() == draws() and len(set(draws())) > 1   # one rng, one sequence of targets
 
 
-def test_banded_stops_when_a_check_jumps_over_the_band():
-    module, values = torch.nn.Linear(1, 1), iter([0.1, 0.29, 0.45, 0.2])
-    with torch.no_grad():
-        module.weight.fill_(0.0)
-
-    def train_some(n):
-        with torch.no_grad():
-            module.weight += 1
-    band = (0.3, 0.38)
-    steps, metrics, history = toy.banded(train_some, lambda: {"acc": next(values)},
-                                         lambda m: (toy.band_distance(m["acc"], band), m["acc"] > band[1]), 10, 1000,
-                                         module, lambda text: None)
-    assert (steps, metrics["acc"], len(history), module.weight.item()) == (20, 0.29, 3, 2.0)
+def test_the_settling_schedule_warms_up_then_decays_to_zero():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule, lrs = toy.settling_schedule(optimizer, steps=200, warmup=10), []
+    for _ in range(201):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0, abs=0.01) and max(lrs) <= 1.0
+    assert lrs[100] == pytest.approx(0.5) and lrs[200] == 0.0 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
 
 
-# ----------------------------------------------------------------------------------------------------
-# The dev split and the RM's band
+def test_the_tiny_tokenizer_keeps_verifyrm_template_tags_whole():
+    """data.TINY_MERGES names reward.TEMPLATE's tags (data.py cannot import reward.py): each is one token, so a toy
+    VerifyRM input is ~31 tokens, and the text the RM reads is still the exact template."""
+    import re
+    import reward
+    assert set(re.findall(r"</?[a-z_]+>", reward.TEMPLATE)) <= set(data.TINY_MERGES)
+    tok = data.make_char_tokenizer()
+    text = reward.rm_input("13+9=?", "22", "13+9=22\n#### 22")
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text and len(ids) == 31
+
 
 def test_dev_split_is_disjoint_from_warm_up_train_and_test_and_comes_from_rl_train():
     train, dev, test = toy.toy_dev_splits()
@@ -105,6 +88,9 @@ def test_dev_split_is_disjoint_from_warm_up_train_and_test_and_comes_from_rl_tra
     assert not q(dev) & q(train) and not q(dev) & q(test) and not q(train) & q(test)
     assert q(dev) <= q(rl_train) and q(test) == q(rl_test)
 
+
+# ----------------------------------------------------------------------------------------------------
+# The RM's blind spot, measured
 
 class ShortcutRM:
     """An RM with exactly the toy's blind spot: pays a completion whose final answer equals its worked step."""
@@ -120,59 +106,49 @@ class ReferenceRM:
 
 
 def test_rm_dev_metrics_measure_the_blind_spot():
-    records = data.make_toy_problems(40, seed=5)
+    records = data.make_toy_problems(60, seed=5, max_value=29)
     probes = toy.slip_probes(records, random.Random(0))
     assert all(p["carried"] != p["solution"] and p["copy"] != p["solution"] for p in probes)
+    assert [p["forgot"] is not None for p in probes] == [toy.carries(r["question"]) for r in records]
     rows = ([{"question": p["question"], "reference": p["reference"], "completion": p["solution"], "label": 1}
              for p in probes] + [{"question": p["question"], "reference": p["reference"], "completion": p["carried"],
                                   "label": 0} for p in probes])
     blind = toy.rm_dev_metrics(ShortcutRM(), rows, probes)
-    assert blind == {"balanced_acc": 0.5, "carried_paid": 1.0, "copy_caught": 1.0, "solution_paid": 1.0}
+    assert blind == {"balanced_acc": 0.5, "forgot_paid": 1.0, "carried_paid": 1.0, "copy_caught": 1.0,
+                     "solution_paid": 1.0}
     sighted = toy.rm_dev_metrics(ReferenceRM(), rows, probes)
-    assert sighted == {"balanced_acc": 1.0, "carried_paid": 0.0, "copy_caught": 1.0, "solution_paid": 1.0}
-    band = (0.74, 0.84)
-    assert toy.rm_overshot(sighted, band) and not toy.rm_overshot({**blind, "balanced_acc": 0.8}, band)
-    # a closed blind spot alone is no overshoot: early checks pass through it while the RM rejects everything
-    assert not toy.rm_overshot({**sighted, "balanced_acc": 0.6, "solution_paid": 0.2}, band)
-    assert toy.rm_band_distance(sighted, band) == pytest.approx(0.16 + toy.MIN_CARRIED_PAID)   # too good, no blind spot
-    assert toy.rm_band_distance({**blind, "balanced_acc": 0.8}, band) == 0
-    assert toy.rm_band_distance({**blind, "balanced_acc": 0.8, "copy_caught": 0.5}, band) == pytest.approx(
-        toy.MIN_COPY_CAUGHT - 0.5)   # has not learned its own training data yet
+    assert sighted == {"balanced_acc": 1.0, "forgot_paid": 0.0, "carried_paid": 0.0, "copy_caught": 1.0,
+                       "solution_paid": 1.0}
+    in_band = lambda m: all(lo <= m[k] <= hi for k, (lo, hi) in toy.START_BANDS.items() if k in m)
+    assert in_band(blind) and not in_band(sighted)   # a start's RM must keep the blind spot
 
 
-def test_pretrain_rm_retries_from_a_fresh_head_and_stream_and_keeps_the_closest_attempt(toy_start):
-    """An RM attempt that ends outside its band (here an impossible one) is retried from a fresh score head and pair
-    stream; the closest attempt's weights are kept, and attempt 0 is the stream that fixed steps use."""
+def test_pretrain_rm_is_one_stream_per_seed_and_learns_the_copy_check(toy_start):
+    """Same seed, same RM (the score head and the pair stream come from it); and a few steps already move it
+    towards catching copy slips, the only mistake it is shown."""
     train, dev, _ = toy.toy_dev_splits()
-    probes = toy.slip_probes(dev[:16], random.Random(0))
-    rows = [{"question": p["question"], "reference": p["reference"], "completion": p[k], "label": int(k == "solution")}
-            for p in probes for k in ("solution", "carried")]
-    policy, logs = str(toy_start / "policy"), []
-    rm, steps, checks, tried = toy.pretrain_rm(policy, train, rows, probes, 1234, None, (0.999, 1.0), check_every=2,
-                                               max_steps=2, patience=8, attempts=3, log=logs.append)
-    assert [t["attempt"] for t in tried] == [0, 1, 2] and all(t["distance"] > 0 and t["steps"] == 2 for t in tried)
-    assert sum("retrying from a fresh score head" in line for line in logs) == 2 and "keeping the closest" in logs[-1]
-    assert len({t["solution_paid"] + t["balanced_acc"] + t["copy_caught"] for t in tried}) > 1   # different models
-    kept = min(tried, key=lambda t: (t["distance"], t["attempt"]))
-    assert [t["attempt"] for t in tried if t.get("kept")] == [kept["attempt"]]
-    assert toy.rm_dev_metrics(rm, rows, probes) == {k: kept[k] for k in toy.rm_dev_metrics(rm, rows, probes)}
-    assert steps == 2 and checks == [{"step": 2, **{k: kept[k] for k in checks[0] if k != "step"}}]
-    fixed, n, fixed_checks, fixed_tried = toy.pretrain_rm(policy, train, rows, probes, 1234, 2, (0.999, 1.0), 2, 2,
-                                                          8, 3, logs.append)
-    assert (n, fixed_checks, fixed_tried) == (2, [], [])
-    assert toy.rm_dev_metrics(fixed, rows, probes) == {k: tried[0][k] for k in toy.rm_dev_metrics(fixed, rows, probes)}
+    probes = toy.slip_probes(dev[:32], random.Random(0))
+    policy = str(toy_start / "policy")
+    measure = lambda rm: toy.rm_dev_metrics(rm, [], probes)
+    a, trace = toy.pretrain_rm(policy, train, 20, seed=7, measure=measure)
+    b, _ = toy.pretrain_rm(policy, train, 20, seed=7)
+    c, _ = toy.pretrain_rm(policy, train, 20, seed=8)
+    weights = lambda rm: torch.cat([p.detach().flatten() for p in rm.model.parameters()])
+    assert torch.equal(weights(a), weights(b)) and not torch.equal(weights(a), weights(c))
+    assert [t["step"] for t in trace] == list(range(2, 21, 2)) and measure(a) == {k: trace[-1][k] for k in measure(a)}
 
 
 # ----------------------------------------------------------------------------------------------------
 # prepare_toy: a start per seed, cached
 
-def test_prepare_toy_caches_its_start_and_refuses_another_seed_in_the_same_folder(toy_start):
+def test_prepare_toy_records_its_checks_and_caches_its_start(toy_start):
     summary = json.loads((toy_start / "start.json").read_text())
     assert summary["seed"] == 0 and (summary["sft_steps"], summary["rm_steps"]) == (
         toy.TEST_TOY["sft_steps"], toy.TEST_TOY["rm_steps"])
-    assert summary["sft_checks"] == [] and summary["rm_checks"] == []   # fixed steps: no band checked
-    assert summary["sft_in_band"] is None and summary["rm_in_band"] is None
-    assert 0 <= summary["start_acc"] <= 1 and set(summary["rm_dev"]) >= {"balanced_acc", "carried_paid"}
+    assert set(summary["in_band"]) == set(toy.START_BANDS) and set(summary["checks"]) >= set(toy.START_BANDS)
+    assert summary["in_band"] == {k: lo <= summary["checks"][k] <= hi for k, (lo, hi) in toy.START_BANDS.items()}
+    assert 0 <= summary["start_acc"] <= 1 and len(summary["sft_trace"]) == 10 and len(summary["rm_trace"]) == 10
+    assert summary["sft_trace"][-1]["dev_acc"] == pytest.approx(summary["checks"]["dev_acc"], abs=1e-3)   # after the last step
     mtime = os.path.getmtime(toy_start / "start.json")
     assert toy.prepare_toy(str(toy_start)) == summary == toy.prepare_toy(str(toy_start), seed=0)   # cached
     assert os.path.getmtime(toy_start / "start.json") == mtime
@@ -181,10 +157,16 @@ def test_prepare_toy_caches_its_start_and_refuses_another_seed_in_the_same_folde
 
 
 def test_a_cached_start_of_any_seed_is_what_a_folder_alone_asks_for(tmp_path):
-    (tmp_path / "start.json").write_text(json.dumps({"seed": 2, "start_acc": 0.31}))   # cooper.py --toy-dir DIR
-    assert toy.prepare_toy(str(tmp_path)) == toy.prepare_toy(str(tmp_path), seed=2) == {"seed": 2, "start_acc": 0.31}
+    (tmp_path / "start.json").write_text(json.dumps({"seed": 2, "start_acc": 0.31, "checks": {}}))   # --toy-dir DIR
+    assert toy.prepare_toy(str(tmp_path)) == toy.prepare_toy(str(tmp_path), seed=2)
     with pytest.raises(ValueError, match="not 0"):
         toy.prepare_toy(str(tmp_path), seed=0)
+
+
+def test_a_start_built_by_an_older_toy_py_is_refused_not_trained_from(tmp_path):
+    (tmp_path / "start.json").write_text(json.dumps({"seed": 0, "start_acc": 0.34, "sft_in_band": True}))
+    with pytest.raises(ValueError, match="older toy.py: delete the folder"):
+        toy.prepare_toy(str(tmp_path))
 
 
 def test_default_toy_dirs_are_one_folder_per_start_seed():
@@ -234,34 +216,21 @@ def test_a_run_outside_reproduce_finds_its_start_seed_in_its_toy_dir(tmp_path, t
     assert report.run_start_seed(str(run)) is None
 
 
-def test_results_md_lists_each_start_with_its_phases_against_their_bands(tmp_path):
+def test_results_md_lists_each_start_with_its_checks(tmp_path):
     pytest.importorskip("matplotlib")
     for k in (0, 1):
         toy_dir = tmp_path / f"toy{k}"
         toy_dir.mkdir()
-        attempts = [{"attempt": 0, "steps": 600, "distance": 0.05}, {"attempt": 1, "steps": 300, "distance": 0.0,
-                                                                       "kept": True}][:1 + k]
-        (toy_dir / "start.json").write_text(json.dumps(
-            {"seed": k, "sft_steps": 600 + 25 * k, "dev_acc": 0.33, "start_acc": 0.31, "rm_steps": 300 + 300 * (1 - k),
-             "rm_dev": {"balanced_acc": 0.71, "carried_paid": 0.5, "copy_caught": 0.95}, "rm_attempts": attempts,
-             "sft_in_band": True, "rm_in_band": True, "seconds": 400.4}))
+        checks = {"dev_acc": 0.55, "dev_acc_no_carry": 0.97, "dev_acc_carry": 0.05 + 0.3 * k, "balanced_acc": 0.62,
+                  "forgot_paid": 0.9, "carried_paid": 0.8, "copy_caught": 0.99, "solution_paid": 1.0}
+        in_band = {key: lo <= checks[key] <= hi for key, (lo, hi) in toy.START_BANDS.items()}
+        (toy_dir / "start.json").write_text(json.dumps({"seed": k, "start_acc": 0.57, "checks": checks,
+                                                        "in_band": in_band, "seconds": 200.4}))
         for mode in ("rule", "rm", "cooper"):
-            _fake_run(tmp_path, mode, f"start{k}-seed0", 0.31, 0.45 if mode != "rm" else 0.1, 0.9 if mode == "rm" else
-                      0.5, 0.1 if mode == "rm" else 0.5)
+            _fake_run(tmp_path, mode, f"start{k}-seed0", 0.57, 0.85 if mode != "rm" else 0.1, 0.9 if mode == "rm" else
+                      0.8, 0.1 if mode == "rm" else 0.8)
             (tmp_path / mode / f"start{k}-seed0" / "config.json").write_text(json.dumps({"toy_dir": str(toy_dir)}))
     report.summarize_reproduction(str(tmp_path))
     md = (tmp_path / "results.md").read_text()
-    assert "| 0 | 600 | 0.330 | 0.310 | 600 | 0.710 | 0.50 | 0.95 | True, True | 400 |" in md
-    assert "| 1 | 625 | 0.330 | 0.310 | 300 (attempt 1 of 2) |" in md
-
-
-def test_starts_table_names_the_kept_rm_attempt_only_from_its_mark():
-    """The attempt kept is the one pretrain_rm marked; a start.json without the mark (built before it) shows how
-    many attempts ran, never an attempt guessed by a second copy of the rule."""
-    start = {"seed": 3, "sft_steps": 575, "dev_acc": 0.3, "start_acc": 0.24, "rm_steps": 600,
-             "rm_dev": {"balanced_acc": 0.64, "carried_paid": 0.61, "copy_caught": 0.97}}
-    attempts = [{"attempt": 0, "distance": 0.007}, {"attempt": 1, "distance": 0.05}]
-    marked = [{**attempts[0]}, {**attempts[1], "kept": True}]   # the mark wins over distance
-    assert "| 600 (attempt 1 of 2) |" in report.starts_table([{**start, "rm_attempts": marked}])
-    assert "| 600 (2 attempts) |" in report.starts_table([{**start, "rm_attempts": attempts}])
-    assert "| 600 |" in report.starts_table([{**start, "rm_attempts": attempts[:1]}])
+    assert "| 0 | 0.550 (0.97 / 0.05) | 0.570 | 0.90 | 0.80 | 0.99 | 1.00 | 0.620 | none | 200 |" in md
+    assert "| 1 | 0.550 (0.97 / 0.35) | 0.570 |" in md and "| dev_acc_carry | 200 |" in md
