@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cooper, one entry point.
-#   bash run.sh                     embedded toy: rule / rm / cooper from one start, 150 steps each, then a table
-#                                   (11 min on 2 CPUs from a fresh clone, ~6 min once the start is cached in runs/toy)
+#   bash run.sh                     embedded toy: rule / rm / cooper from one start, 300 steps each, then a table
+#                                   (about 10 min on 2 CPUs from a fresh clone, ~5 min once the start is cached in runs/toy)
 #   bash run.sh test                the test suite (what CI runs)
 #   bash run.sh reproduce           rule / rm / cooper from each of STARTS (start seeds, default "0 1 2", each start
 #                                   built once in runs/toy or runs/toy-start<k>) x SEEDS RL seeds (default 1)
@@ -85,9 +85,9 @@ JOBS_DEFAULT=$((CORES + 1))
 
 # The embedded toy starts: start seed k is built once by toy.py into its own folder (toy.default_toy_dir: runs/toy
 # for k = 0, the default start, runs/toy-start<k> else; log: the folder's name + .log). Each build uses
-# cores / (starts being built) threads (at most 4): one start, as in the default run, gets every core (1.7x faster
-# on 2 than one thread). The band, not a step count, fixes where a start ends, so a start does not hang on how the
-# machine's threads round.
+# cores / (starts being built) threads (at most 4): one start, as in the default run, gets every core. Each phase
+# trains until its learning rate has decayed to zero, where its data puts it (toy.py), so where a start lands does
+# not hang on how the machine's threads round.
 toy_dir() { if [ "$1" = 0 ]; then echo runs/toy; else echo "runs/toy-start$1"; fi; }
 declare -A BUILD_PID
 start_builds() {   # "starts": launch the builds not cached yet, all at once, in the background
@@ -160,7 +160,7 @@ case "${1:-default}" in
     ;;
   default)
     out=runs/default
-    train_modes "$out" "" 1 "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "cooper rm rule" --eval-every 50
+    train_modes "$out" "" 1 "${STEPS:-300}" "${JOBS:-$JOBS_DEFAULT}" "cooper rm rule" --eval-every 50
     echo
     "$PY" report.py table "$out"/{rule,rm,cooper}/seed0 | tee "$out/table.md"
     echo "per-run reports: $out/<mode>/seed0/report.md and report.png"
@@ -168,8 +168,8 @@ case "${1:-default}" in
   reproduce)
     shift
     out=${OUT:-runs/reproduce}
-    train_modes "$out" "${STARTS:-0 1 2}" "${SEEDS:-1}" "${STEPS:-150}" "${JOBS:-$JOBS_DEFAULT}" "${MODES:-cooper rm rule}" \
-      --eval-every 75 "$@"
+    train_modes "$out" "${STARTS:-0 1 2}" "${SEEDS:-1}" "${STEPS:-300}" "${JOBS:-$JOBS_DEFAULT}" "${MODES:-cooper rm rule}" \
+      --eval-every 50 "$@"
     "$PY" report.py summarize "$out"
     echo "wrote $out/results.json, $out/results.md, $out/curves.png"
     ;;
