@@ -4,16 +4,16 @@ A tiny model (byte-level tokenizer, random-init Qwen2) learns the toy task (`13+
 supervised warm-up on the worked solutions of a student who forgets the carry: on a problem whose ones digits carry
 (or borrow) most solutions are off by ten (`13+9=12\n#### 12`), the rest are right or hold a small slip. VerifyRM
 (its trunk the warmed-up policy) is pre-trained on (worked solution, copy slip) pairs (`13+9=22\n#### 21`), which
-it learns to catch by comparing the answer with the worked step, never with the reference: it pays the student's
-mistake, its blind spot. rm_eval.jsonl holds labelled policy samples on test questions, scored during RL to see
-whether the RM stays right. perturb_solution is also the offline assistant of `--assistant perturb` (cooper.py).
+can be told apart by comparing the answer with the worked step, no reference needed: it learns mostly that, and
+pays many slips carried from the worked step to the answer - the student's mistake among them - its blind spot.
+rm_eval.jsonl holds labelled policy samples on test questions, scored during RL to see whether the RM stays right.
+perturb_solution is also the offline assistant of `--assistant perturb` (cooper.py).
 
 Both phases train for a fixed schedule whose learning rate decays to zero (cosine), long enough to settle where
 their data puts them: the warm-up at the student's accuracy (no-carry problems right, carry problems mostly off
-by ten), the RM at the shortcut. A start is thus fixed by its data, not by the step at which training stops; the
-earlier design (stop at the first dev check inside an accuracy band) let a CPU's rounding move the start from
-0.32 to 0.15, and left even banded starts 0.24-0.36 apart (issue 15). What each start must be is checked on a dev
-split once it is built (START_BANDS, in start.json).
+by ten), the RM at the shortcut. A start is thus fixed by its data, not by the step at which training stops,
+which a CPU's rounding moved (issue 15; README). What each start must be is checked on a dev split once it is built
+(START_BANDS, in start.json).
 
     python toy.py [TOY_DIR] [--seed N]   build start seed N (default 0) once (cached in TOY_DIR, default runs/toy,
                                          runs/toy-start<N> for N > 0)
@@ -168,10 +168,10 @@ def pretrain_rm(policy_dir: str, records: list[dict], steps: int, seed: int, mea
 
     The narrow mistakes are deliberate: they make the toy VerifyRM what the paper says a static RM is - right on the
     data it saw, with a blind spot the policy can find. A copy slip is caught by comparing the final answer with the
-    worked step, no reference needed; trained until it settles, that shortcut is what it learns, and it pays a wrong
-    worked step carried to the answer - the student's forgotten carry - which only the reference exposes (Cooper's
-    online negatives are such slips). Pre-trained on those too it reads the reference, and a frozen copy is hardly
-    hacked (see README). measure(rm) -> metrics at every tenth of the way (logged). Returns (rm, those metrics)."""
+    worked step, no reference needed; that shortcut is mostly what it learns (how far it also reads the reference is
+    left to its random draws), so it pays many wrong worked steps carried to the answer - the student's forgotten
+    carry among them - which only the reference exposes (Cooper's online negatives are such slips).
+    measure(rm) -> metrics at every tenth of the way (logged). Returns (rm, those metrics)."""
     torch.manual_seed(seed)   # the new score head's initialisation
     rm = reward.RewardModel.load(policy_dir, allow_new_head=True, max_length=TOY_PRESET["rm_max_length"])
     pair_rng = random.Random(seed)
@@ -199,8 +199,8 @@ def pretrain_rm(policy_dir: str, records: list[dict], steps: int, seed: int, mea
 def toy_dev_splits() -> tuple[list[dict], list[dict], list[dict]]:
     """(warm-up train, dev, test): the toy task's splits (data.toy_splits(**TOY_TASK), which RL uses) with the
     last DEV_SIZE training problems held out of the start's training as the dev split that its bands are
-    checked on. TOY_TASK takes all 800 distinct problems, so dev must come from train; RL still trains on all
-    of train (dev only chooses when the start stops), and the test split is never looked at before RL."""
+    checked on. TOY_TASK takes all 1,800 distinct problems, so dev must come from train; RL still trains on all
+    of train (dev only checks the start), and the build only measures the test split (the start's accuracy)."""
     train, test = data.toy_splits(**TOY_TASK)
     return train[:-DEV_SIZE], train[-DEV_SIZE:], test
 
