@@ -357,10 +357,13 @@ def load_task(cfg: Config, main: bool) -> tuple[list, list, str, str, str | None
             raise SystemExit(f"error: {err}")
         paths = cfg.policy, cfg.reward_model, cfg.rm_eval
     else:
-        if main:
-            toy.prepare_toy(cfg.toy_dir)
-        distributed.barrier()
-        start = toy.prepare_toy(cfg.toy_dir)
+        try:   # a folder holding another seed's start, or an older toy.py's: one line naming it
+            if main:
+                toy.prepare_toy(cfg.toy_dir)
+            distributed.barrier()
+            start = toy.prepare_toy(cfg.toy_dir)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}")
         train_set, test_set = data.toy_splits(**toy.TOY_TASK)
         shown = {k: v for k, v in start.items() if not k.endswith("_trace")}
         print(f"embedded toy task: {len(train_set)} train / {len(test_set)} test problems, start {shown}")

@@ -138,6 +138,15 @@ def test_a_bad_byte_is_that_rows_error_and_skippable_and_a_bom_is_tolerated(toy_
     assert summary["mode"] == "rule"   # the BOM row 1 and rows 2-3, 5-6 were read; row 4 skipped and counted
 
 
+def test_a_start_cached_by_an_older_toy_py_is_one_line_naming_its_folder(tmp_path):
+    """A user upgrading with runs/toy from before the settled start: told to delete it, not trained from."""
+    old = tmp_path / "toy"
+    old.mkdir()
+    (old / "start.json").write_text(json.dumps({"seed": 0, "start_acc": 0.34, "sft_in_band": True}))
+    message = stops_with(["--toy-dir", str(old), "--out", str(tmp_path / "run"), *SMALL])
+    assert str(old) in message and "older toy.py" in message and "delete the folder" in message
+
+
 def test_a_directory_given_as_the_training_file_is_named_as_such(toy_start, tmp_path):
     message = stops_with(["--reward", "rule", "--policy", str(toy_start / "policy"), "--train", str(tmp_path),
                           "--test", str(tmp_path), "--out", str(tmp_path / "run"), *SMALL])

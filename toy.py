@@ -346,7 +346,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("toy_dir", nargs="?", help="default: runs/toy for start seed 0, runs/toy-start<seed> else")
     parser.add_argument("--seed", type=int, default=0, help="start seed: the model's init and the build's streams")
     args = parser.parse_args(argv)
-    summary = prepare_toy(args.toy_dir or default_toy_dir(args.seed), seed=args.seed)
+    try:
+        summary = prepare_toy(args.toy_dir or default_toy_dir(args.seed), seed=args.seed)
+    except ValueError as err:   # a folder holding another seed's start, or an older toy.py's
+        raise SystemExit(f"error: {err}")
     print(json.dumps({k: v for k, v in summary.items() if not k.endswith("_trace")}))
 
 
