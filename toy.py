@@ -44,7 +44,7 @@ TOY_PRESET = dict(prompts_per_step=32, group_size=8, max_new_tokens=24, lr=5e-5,
 # solution (carry_right), else a slip; on the others the right solution but for a share `noise` of slips.
 TOY_START = dict(sft_steps=1500, sft_batch=64, sft_lr=1e-3, forgot=0.65, carry_right=0.30, noise=0.2,
                  rm_steps=600, rm_batch=32, rm_lr=1e-3, warmup=100)
-TEST_TOY = dict(sft_steps=150, rm_steps=60)     # a smaller start for the end-to-end tests
+TEST_TOY = dict(sft_steps=400, rm_steps=100)    # a smaller start for the end-to-end tests (~40 s)
 DEV_SIZE = 128   # dev problems carved from the training split (TOY_TASK uses every distinct problem)
 # What every start must be, measured on the dev split once it is built ([low, high]; start.json "checks" and
 # "in_band"; the build warns where one is missed): the warm-up learned the task but forgets the carry; VerifyRM
