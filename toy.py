@@ -101,8 +101,8 @@ def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -
     if not numbers:
         return solution
     results = [m for m in numbers if solution[:m.start()].rstrip().endswith("=")]
-    carries = bool(results) and results[-1].group() == numbers[-1].group()
-    carried = carries and (kind == "carried" or kind == "either" and rng.random() < 0.5)
+    answer_is_result = bool(results) and results[-1].group() == numbers[-1].group()
+    carried = answer_is_result and (kind == "carried" or kind == "either" and rng.random() < 0.5)
     target = results[-1] if carried else numbers[-1]
     old = target.group()
     value = float(old) + rng.choice(SLIPS)
@@ -111,8 +111,6 @@ def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -
     if carried:
         tail = re.sub(rf"(?<![\d.]){re.escape(old)}(?![\d.])", new, tail)
     return solution[:target.start()] + new + tail
-
-
 
 
 def warmup_solution(record: dict, rng: random.Random, forgot: float = TOY_START["forgot"],
