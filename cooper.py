@@ -66,7 +66,7 @@ def assistant_rewrites(questions: list[str], solutions: list[str], rngs: list, c
     rngs: one random.Random per prompt, so a prompt's rewrite does not depend on the other prompts.
     hf: (model, tokenizer) of --assistant hf."""
     if cfg.assistant == "perturb":
-        return [toy.perturb_solution(s, rng) for s, rng in zip(solutions, rngs)], {"ok": len(solutions)}
+        return [toy.miscalculate(s, rng) for s, rng in zip(solutions, rngs)], {"ok": len(solutions)}
     conversations = [[{"role": "user", "content": NEGATIVE_PROMPT.format(question=q, solution=s)}]
                      for q, s in zip(questions, solutions)]
     # Paper's code: temperature 0.7, max_tokens = words(positive) + 500; capped here at twice the policy's own

@@ -85,7 +85,7 @@ def test_every_flag_is_explained_by_help(capsys):
 
 
 # ----------------------------------------------------------------------------------------------------
-# cooper.py: pairing rules and the offline assistant (toy.perturb_solution)
+# cooper.py: pairing rules and the offline assistant (toy.miscalculate)
 
 def test_perturb_solution_makes_small_realistic_mistakes():
     import verify
@@ -110,6 +110,26 @@ def test_perturb_solution_makes_small_realistic_mistakes():
     assert all(toy.perturb_solution("6-13=-8\n#### -7", rng).startswith("6-13=-8\n#### ") for _ in range(10))
     with pytest.raises(ValueError, match="kind"):
         toy.perturb_solution(solution, rng, kind="carry")
+
+
+def test_miscalculate_writes_the_mistakes_the_policy_makes():
+    import verify
+    rng = random.Random(0)
+    solution = "13+5=18, 18-7=11\n#### 11"
+    finals = []
+    for _ in range(400):
+        wrong = toy.miscalculate(solution, rng)
+        final = verify.extract_answer(wrong)
+        assert wrong == f"13+5=18, 18-7={final}\n#### {final}"   # the last result is wrong, carried to the answer
+        assert not verify.verify(wrong, "11")
+        finals.append(final)
+    # a carry mistake (off by ten) half the time, else the last digit replaced by any other: off by 2..8 too
+    assert set(finals) == {"1", "21", "10", "12", "13", "14", "15", "16", "17", "18", "19"}
+    assert 0.4 < sum(f in ("1", "21") for f in finals) / len(finals) < 0.6
+    assert toy.miscalculate("no numbers here", rng) == "no numbers here"
+    assert toy.miscalculate("#### 11", rng).startswith("#### ")
+    assert all(toy.miscalculate("6-13=-8\n#### -7", rng).startswith("6-13=-8\n#### ") for _ in range(10))
+    assert all(verify.extract_answer(toy.miscalculate("#### 2.50", rng)) != "2.50" for _ in range(20))
 
 
 def test_negative_rejection_names_why_a_rewrite_cannot_be_the_negative():

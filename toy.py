@@ -7,7 +7,7 @@ supervised warm-up on the worked solutions of a student who forgets the carry: o
 can be told apart by comparing the answer with the worked step, no reference needed: it learns mostly that, and
 pays many slips carried from the worked step to the answer - the student's mistake among them - its blind spot.
 rm_eval.jsonl holds labelled policy samples on test questions, scored during RL to see whether the RM stays right.
-perturb_solution is also the offline assistant of `--assistant perturb` (cooper.py).
+miscalculate is the offline assistant of `--assistant perturb` (cooper.py).
 
 Both phases train for a fixed schedule whose learning rate decays to zero (cosine), long enough to settle where
 their data puts them: the warm-up at the student's accuracy (no-carry problems right, carry problems mostly off
@@ -81,15 +81,43 @@ def forgot_carry(record: dict) -> str:
     return f"{record['question'][:-1]}{wrong}\n#### {wrong}"
 
 
-def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -> str:
-    """The offline assistant: a small, plausible mistake that changes the final answer.
+def shift(number: str, delta: int) -> str:
+    """number + delta, written with as many decimals as number.
+    >>> shift("18", -10), shift("2.50", 1)
+    ('8', '3.50')
+    """
+    value = float(number) + delta
+    return str(int(value)) if "." not in number else f"{value:.{len(number.split('.')[1])}f}"
 
-    kind="carried" (the assistant's, as NEGATIVE_PROMPT asks): a slip in the last computed result (the last
-    number after '='), carried to every later copy of it, the final answer included - the assistant's
-    negatives. kind="final": a slip in copying the final answer (the last number) alone - the toy
-    RM's pre-training negatives (see prepare_toy). kind="either": one or the other, half and half - the
-    warm-up's noise. Where nothing is computed, or the final answer is not a copy of the last result (work
-    and answer disagree, so a carried slip would leave the answer as it is), the final-answer slip.
+
+def slip(number: str, rng: random.Random) -> str:
+    """One digit of a number off by one, the ones or the tens (SLIPS): the student's slips and the RM's copy slips.
+    >>> slip("18", random.Random(1)), slip("2.50", random.Random(3))
+    ('19', '3.50')
+    """
+    return shift(number, rng.choice(SLIPS))
+
+
+def wrong_digit(number: str, rng: random.Random) -> str:
+    """A calculation mistake in a number: half the time a carry mistake (off by ten), else its last digit replaced
+    by any other (off by 1 to 9 in that place) - the policy's own mistakes are off by 2, 6 or 8 as often as by 1.
+    >>> wrong_digit("18", random.Random(0)), wrong_digit("18", random.Random(1))
+    ('16', '8')
+    """
+    if rng.random() < 0.5:
+        return shift(number, rng.choice((-10, 10)))
+    return number[:-1] + rng.choice([d for d in "0123456789" if d != number[-1]])
+
+
+def perturb_solution(solution: str, rng: random.Random, kind: str = "carried", change=slip) -> str:
+    """A mistake that changes the final answer: `change` (slip, or wrong_digit) applied to one number.
+
+    kind="carried": to the last computed result (the last number after '='), carried to every later copy of it,
+    the final answer included - the start's probes of carried slips, and, with wrong_digit, the offline assistant
+    (miscalculate). kind="final": to the final answer (the last number) alone, a copying mistake - the toy RM's
+    pre-training negatives (see prepare_toy). kind="either": one or the other, half and half - the warm-up's noise.
+    Where nothing is computed, or the final answer is not a copy of the last result (work and answer disagree, so
+    a carried change would leave the answer as it is), the final answer is changed.
     >>> perturb_solution("13+5=18\\n#### 18", random.Random(1))
     '13+5=19\\n#### 19'
     >>> perturb_solution("13+5=18\\n#### 18", random.Random(1), kind="final")
@@ -105,12 +133,20 @@ def perturb_solution(solution: str, rng: random.Random, kind: str = "carried") -
     carried = answer_is_result and (kind == "carried" or kind == "either" and rng.random() < 0.5)
     target = results[-1] if carried else numbers[-1]
     old = target.group()
-    value = float(old) + rng.choice(SLIPS)
-    new = str(int(value)) if "." not in old else f"{value:.{len(old.split('.')[1])}f}"
+    new = change(old, rng)
     tail = solution[target.end():]
     if carried:
         tail = re.sub(rf"(?<![\d.]){re.escape(old)}(?![\d.])", new, tail)
     return solution[:target.start()] + new + tail
+
+
+def miscalculate(solution: str, rng: random.Random) -> str:
+    """The offline assistant (`--assistant perturb`, cooper.py): a calculation mistake in the last computed result,
+    carried to the final answer, as NEGATIVE_PROMPT asks an LLM for (perturb_solution with wrong_digit).
+    >>> miscalculate("13+5=18\\n#### 18", random.Random(0))
+    '13+5=16\\n#### 16'
+    """
+    return perturb_solution(solution, rng, "carried", wrong_digit)
 
 
 def warmup_solution(record: dict, rng: random.Random, forgot: float = TOY_START["forgot"],
