@@ -123,9 +123,12 @@ def test_miscalculate_writes_the_mistakes_the_policy_makes():
         assert wrong == f"13+5=18, 18-7={final}\n#### {final}"   # the last result is wrong, carried to the answer
         assert not verify.verify(wrong, "11")
         finals.append(final)
-    # a carry mistake (off by ten) half the time, else the last digit replaced by any other: off by 2..8 too
-    assert set(finals) == {"1", "21", "10", "12", "13", "14", "15", "16", "17", "18", "19"}
-    assert 0.4 < sum(f in ("1", "21") for f in finals) / len(finals) < 0.6
+    # a carry mistake (off by ten) half the time, else one edit: a digit replaced, dropped or repeated, the sign flipped
+    replaced = {"10", "12", "13", "14", "15", "16", "17", "18", "19"} | {f"{d}1" for d in range(2, 10)}
+    assert set(finals) == {"1", "21", "111", "-11"} | replaced
+    assert 0.4 < sum(f in ("1", "21") for f in finals) / len(finals) < 0.7
+    assert 0.05 < finals.count("-11") / len(finals) < 0.2
+    assert all(toy.miscalculated("0", rng) not in ("0", "00", "-0") for _ in range(50))
     assert toy.miscalculate("no numbers here", rng) == "no numbers here"
     assert toy.miscalculate("#### 11", rng).startswith("#### ")
     assert all(toy.miscalculate("6-13=-8\n#### -7", rng).startswith("6-13=-8\n#### ") for _ in range(10))

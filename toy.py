@@ -98,22 +98,35 @@ def slip(number: str, rng: random.Random) -> str:
     return shift(number, rng.choice(SLIPS))
 
 
-def wrong_digit(number: str, rng: random.Random) -> str:
-    """A calculation mistake in a number: half the time a carry mistake (off by ten), else its last digit replaced
-    by any other (off by 1 to 9 in that place) - the policy's own mistakes are off by 2, 6 or 8 as often as by 1.
-    >>> wrong_digit("18", random.Random(0)), wrong_digit("18", random.Random(1))
-    ('16', '8')
+def miscalculated(number: str, rng: random.Random) -> str:
+    """A calculation mistake in a number, of the kinds the policy makes: half the time a carry mistake (off by ten),
+    else one edit - a digit replaced by any other, a digit dropped, a digit repeated, or the sign flipped. An RM
+    taught only some kinds pays the others, and the policy finds them (off by 2, 6 or 8; `-11` for 11; `411` for 41).
+    >>> [miscalculated("-14", random.Random(seed)) for seed in (1, 6, 20, 5, 0)]   # carry, replace, drop, repeat, sign
+    ['-24', '-15', '-1', '-114', '14']
     """
     if rng.random() < 0.5:
         return shift(number, rng.choice((-10, 10)))
-    return number[:-1] + rng.choice([d for d in "0123456789" if d != number[-1]])
+    digits = [i for i, ch in enumerate(number) if ch.isdigit()]
+    edit, i = rng.choice(("replace", "drop", "repeat", "sign")), rng.choice(digits)
+    if float(number) == 0:   # 00, -0: still zero
+        edit = "replace"
+    if edit == "drop" and len(digits) > 1:
+        return number[:i] + number[i + 1:]
+    if edit == "repeat":
+        return number[:i + 1] + number[i:]
+    if edit == "sign":
+        return number[1:] if number.startswith("-") else "-" + number
+    leading = i == digits[0] and len(digits) > 1 and number[i + 1:i + 2] != "."
+    return number[:i] + rng.choice([d for d in "0123456789" if d != number[i] and not (leading and d == "0")]) + \
+        number[i + 1:]
 
 
 def perturb_solution(solution: str, rng: random.Random, kind: str = "carried", change=slip) -> str:
-    """A mistake that changes the final answer: `change` (slip, or wrong_digit) applied to one number.
+    """A mistake that changes the final answer: `change` (slip, or miscalculated) applied to one number.
 
     kind="carried": to the last computed result (the last number after '='), carried to every later copy of it,
-    the final answer included - the start's probes of carried slips, and, with wrong_digit, the offline assistant
+    the final answer included - the start's probes of carried slips, and, with miscalculated, the offline assistant
     (miscalculate). kind="final": to the final answer (the last number) alone, a copying mistake - the toy RM's
     pre-training negatives (see prepare_toy). kind="either": one or the other, half and half - the warm-up's noise.
     Where nothing is computed, or the final answer is not a copy of the last result (work and answer disagree, so
@@ -142,11 +155,11 @@ def perturb_solution(solution: str, rng: random.Random, kind: str = "carried", c
 
 def miscalculate(solution: str, rng: random.Random) -> str:
     """The offline assistant (`--assistant perturb`, cooper.py): a calculation mistake in the last computed result,
-    carried to the final answer, as NEGATIVE_PROMPT asks an LLM for (perturb_solution with wrong_digit).
-    >>> miscalculate("13+5=18\\n#### 18", random.Random(0))
-    '13+5=16\\n#### 16'
+    carried to the final answer, as NEGATIVE_PROMPT asks an LLM for (perturb_solution with miscalculated).
+    >>> miscalculate("13+5=18\\n#### 18", random.Random(1))
+    '13+5=8\\n#### 8'
     """
-    return perturb_solution(solution, rng, "carried", wrong_digit)
+    return perturb_solution(solution, rng, "carried", miscalculated)
 
 
 def warmup_solution(record: dict, rng: random.Random, forgot: float = TOY_START["forgot"],
