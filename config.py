@@ -69,8 +69,8 @@ class Config:
     rm_max_length: int = flag(1024, "VerifyRM input length in tokens (cut from the left: the answer stays)")
     positive: str = flag("random", "a prompt's positive: a random (paper) or the first (its code) correct rollout",
                          choices=("random", "first"))
-    assistant: str = flag("perturb", "who writes negatives: perturb (offline: a wrong digit in the last result, "
-                          "toy.miscalculate), hf (a local causal LM), openai (an OpenAI-compatible endpoint)",
+    assistant: str = flag("perturb", "who writes negatives: perturb (offline: a calculation mistake in the last "
+                          "result, toy.miscalculate), hf (a local causal LM), openai (an OpenAI-compatible endpoint)",
                           choices=("perturb", "hf", "openai"))
     assistant_model: str = flag(None, "hf: the model folder; openai: the model name the server knows")
     assistant_url: str = flag(None, "openai: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1")
