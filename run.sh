@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cooper, one entry point.
 #   bash run.sh                     embedded toy: rule / rm / cooper from one start, 300 steps each, then a table
-#                                   (8 min on 2 CPUs from a fresh clone, ~5 min once the start is cached in runs/toy)
+#                                   (8.5 min on 2 CPUs from a fresh clone, ~5 min once the start is cached in runs/toy)
 #   bash run.sh test                the test suite (what CI runs)
 #   bash run.sh reproduce           rule / rm / cooper from each of STARTS (start seeds, default "0 1 2", each start
 #                                   built once in runs/toy or runs/toy-start<k>) x SEEDS RL seeds (default 1)
