@@ -128,7 +128,7 @@ def test_miscalculate_writes_the_mistakes_the_policy_makes():
     assert set(finals) == {"1", "21", "111", "-11"} | replaced
     assert 0.4 < sum(f in ("1", "21") for f in finals) / len(finals) < 0.7
     assert 0.05 < finals.count("-11") / len(finals) < 0.2
-    assert all(toy.miscalculated("0", rng) not in ("0", "00", "-0") for _ in range(50))
+    assert all(toy.calculation_mistake("0", rng) not in ("0", "00", "-0") for _ in range(50))
     assert toy.miscalculate("no numbers here", rng) == "no numbers here"
     assert toy.miscalculate("#### 11", rng).startswith("#### ")
     assert all(toy.miscalculate("6-13=-8\n#### -7", rng).startswith("6-13=-8\n#### ") for _ in range(10))

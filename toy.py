@@ -98,11 +98,11 @@ def slip(number: str, rng: random.Random) -> str:
     return shift(number, rng.choice(SLIPS))
 
 
-def miscalculated(number: str, rng: random.Random) -> str:
+def calculation_mistake(number: str, rng: random.Random) -> str:
     """A calculation mistake in a number, of the kinds the policy makes: half the time a carry mistake (off by ten),
     else one edit - a digit replaced by any other, a digit dropped, a digit repeated, or the sign flipped. An RM
     taught only some kinds pays the others, and the policy finds them (off by 2, 6 or 8; `-11` for 11; `411` for 41).
-    >>> [miscalculated("-14", random.Random(seed)) for seed in (1, 6, 20, 5, 0)]   # carry, replace, drop, repeat, sign
+    >>> [calculation_mistake("-14", random.Random(seed)) for seed in (1, 6, 20, 5, 0)]  # carry replace drop repeat sign
     ['-24', '-15', '-1', '-114', '14']
     """
     if rng.random() < 0.5:
@@ -123,12 +123,13 @@ def miscalculated(number: str, rng: random.Random) -> str:
 
 
 def perturb_solution(solution: str, rng: random.Random, kind: str = "carried", change=slip) -> str:
-    """A mistake that changes the final answer: `change` (slip, or miscalculated) applied to one number.
+    """A mistake that changes the final answer: `change` (slip, or calculation_mistake) applied to one number.
 
     kind="carried": to the last computed result (the last number after '='), carried to every later copy of it,
-    the final answer included - the start's probes of carried slips, and, with miscalculated, the offline assistant
-    (miscalculate). kind="final": to the final answer (the last number) alone, a copying mistake - the toy RM's
-    pre-training negatives (see prepare_toy). kind="either": one or the other, half and half - the warm-up's noise.
+    the final answer included - the start's probes of carried slips, and, with calculation_mistake, the offline
+    assistant (miscalculate). kind="final": to the final answer (the last number) alone, a copying mistake - the toy
+    RM's pre-training negatives (see prepare_toy). kind="either": one or the other, half and half - the warm-up's
+    noise.
     Where nothing is computed, or the final answer is not a copy of the last result (work and answer disagree, so
     a carried change would leave the answer as it is), the final answer is changed.
     >>> perturb_solution("13+5=18\\n#### 18", random.Random(1))
@@ -155,11 +156,11 @@ def perturb_solution(solution: str, rng: random.Random, kind: str = "carried", c
 
 def miscalculate(solution: str, rng: random.Random) -> str:
     """The offline assistant (`--assistant perturb`, cooper.py): a calculation mistake in the last computed result,
-    carried to the final answer, as NEGATIVE_PROMPT asks an LLM for (perturb_solution with miscalculated).
+    carried to the final answer, as NEGATIVE_PROMPT asks an LLM for (perturb_solution with calculation_mistake).
     >>> miscalculate("13+5=18\\n#### 18", random.Random(1))
     '13+5=8\\n#### 8'
     """
-    return perturb_solution(solution, rng, "carried", miscalculated)
+    return perturb_solution(solution, rng, "carried", calculation_mistake)
 
 
 def warmup_solution(record: dict, rng: random.Random, forgot: float = TOY_START["forgot"],
